@@ -1,0 +1,117 @@
+#include "common/stock_rules.h"
+
+#include <cctype>
+
+#include "absl/strings/str_cat.h"
+
+namespace depot {
+
+MovementEffects EffectsOf(const v1::Movement& m) {
+  MovementEffects e;
+  auto add = [&](const std::string& bin, int64_t delta) {
+    e.stock[e.stock_count++] = {bin, delta};
+  };
+  switch (m.type()) {
+    case v1::RECEIPT:
+      add(m.bin(), m.quantity());
+      break;
+    case v1::MOVE:
+      add(m.bin(), -m.quantity());
+      add(m.to_bin(), m.quantity());
+      break;
+    case v1::ADJUSTMENT:
+      add(m.bin(), m.quantity());
+      break;
+    case v1::SCRAP:
+      add(m.bin(), -m.quantity());
+      break;
+    case v1::RESERVE:
+      e.reserved_delta = m.quantity();
+      break;
+    case v1::RELEASE:
+      e.reserved_delta = -m.quantity();
+      break;
+    case v1::CONSUME:
+      add(m.bin(), -m.quantity());
+      e.reserved_delta = -m.quantity();
+      break;
+    default:
+      break;
+  }
+  return e;
+}
+
+bool ValidGtin(std::string_view gtin) {
+  if (gtin.size() != 8 && gtin.size() != 12 && gtin.size() != 13 && gtin.size() != 14) {
+    return false;
+  }
+  int sum = 0;
+  // Weights 3,1,3,1... from the rightmost digit before the check digit.
+  for (size_t i = 0; i < gtin.size(); ++i) {
+    if (!std::isdigit(static_cast<unsigned char>(gtin[i]))) return false;
+  }
+  for (size_t i = 0; i + 1 < gtin.size(); ++i) {
+    int digit = gtin[gtin.size() - 2 - i] - '0';
+    sum += digit * (i % 2 == 0 ? 3 : 1);
+  }
+  int check = (10 - sum % 10) % 10;
+  return check == gtin.back() - '0';
+}
+
+bool ValidDate(std::string_view d) {
+  if (d.size() != 10 || d[4] != '-' || d[7] != '-') return false;
+  for (size_t i : {0, 1, 2, 3, 5, 6, 8, 9}) {
+    if (!std::isdigit(static_cast<unsigned char>(d[i]))) return false;
+  }
+  int y = std::stoi(std::string(d.substr(0, 4)));
+  int m = std::stoi(std::string(d.substr(5, 2)));
+  int day = std::stoi(std::string(d.substr(8, 2)));
+  if (y < 1900 || m < 1 || m > 12 || day < 1) return false;
+  static const int kDays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+  bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+  int max = kDays[m - 1] + (m == 2 && leap ? 1 : 0);
+  return day <= max;
+}
+
+absl::Status CheckCode(std::string_view what, std::string_view code, bool required) {
+  if (code.empty()) {
+    if (required) return absl::InvalidArgumentError(absl::StrCat(std::string(what), " is required"));
+    return absl::OkStatus();
+  }
+  if (code.size() > 64) {
+    return absl::InvalidArgumentError(absl::StrCat(std::string(what), " is longer than 64 characters"));
+  }
+  if (code.front() == ' ' || code.back() == ' ') {
+    return absl::InvalidArgumentError(absl::StrCat(std::string(what), " '", std::string(code), "' has surrounding spaces"));
+  }
+  for (char c : code) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x20 || u == 0x7F) {
+      return absl::InvalidArgumentError(absl::StrCat(std::string(what), " contains a control character"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckAdjustment(std::string_view reason, int64_t quantity) {
+  if (quantity == 0) return absl::InvalidArgumentError("quantity must not be zero");
+  if (reason == "damaged" || reason == "lost") {
+    if (quantity > 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("reason '", std::string(reason), "' takes stock out: quantity must be negative"));
+    }
+    return absl::OkStatus();
+  }
+  if (reason == "found") {
+    if (quantity < 0) {
+      return absl::InvalidArgumentError(
+          "reason 'found' brings stock in: quantity must be positive");
+    }
+    return absl::OkStatus();
+  }
+  if (reason == "count") return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown adjustment reason '", std::string(reason), "' (damaged, lost, found, count)"));
+}
+
+}  // namespace depot

@@ -1,0 +1,365 @@
+#include "node/http_api.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <thread>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "common/json.h"
+#include "common/request_context.h"
+
+namespace depot::node {
+namespace {
+
+using http::Request;
+using http::Responder;
+using http::Response;
+
+Response JsonOk(const google::protobuf::Message& m, int status = 200) {
+  Response r;
+  r.status = status;
+  r.body = MessageToJson(m);
+  return r;
+}
+
+std::string PercentDecode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() &&
+        std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
+      out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
+      i += 2;
+    } else {
+      out.push_back(s[i]);
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<uint64_t> QueryUint(const Request& req, std::string_view name, uint64_t dflt) {
+  auto v = req.Query(name);
+  if (!v || v->empty()) return dflt;
+  uint64_t out = 0;
+  if (!absl::SimpleAtoi(*v, &out)) {
+    return absl::InvalidArgumentError(absl::StrCat(std::string(name), " must be a non-negative integer"));
+  }
+  return out;
+}
+
+// A single worker thread for slow administrative requests.
+class Worker {
+ public:
+  Worker() : thread_([this] { Run(); }) {}
+  ~Worker() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void Post(std::function<void()> f) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      q_.push_back(std::move(f));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void Run() {
+    for (;;) {
+      std::function<void()> f;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || !q_.empty(); });
+        if (q_.empty()) return;
+        f = std::move(q_.front());
+        q_.pop_front();
+      }
+      f();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> q_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
+class NodeHttpApi::Impl {
+ public:
+  Impl(Ledger* ledger, GroupCommitter* committer, metrics::Registry* registry)
+      : ledger_(ledger), committer_(committer), registry_(registry) {
+    registry_->AddCallbackGauge("depot_ledger_movements", "Movements in the node's ledger.",
+                                [l = ledger_] { return static_cast<double>(l->LastSeq()); });
+    registry_->AddCallbackGauge("depot_outbox_depth",
+                                "Events in the outbox not yet acknowledged by central.",
+                                [l = ledger_] { return static_cast<double>(l->OutboxDepth()); });
+    registry_->AddCallbackGauge(
+        "depot_group_commit_batches", "Transactions committed by the group committer.",
+        [c = committer_] { return static_cast<double>(c->batches()); });
+    registry_->AddCallbackGauge(
+        "depot_group_commit_operations", "Operations committed by the group committer.",
+        [c = committer_] { return static_cast<double>(c->operations()); });
+  }
+
+  void Handle(Request&& req, Responder respond);
+
+ private:
+  // Wraps the responder to record request count and latency under a route name.
+  Responder Measured(const std::string& route, Responder respond) {
+    auto start = std::chrono::steady_clock::now();
+    auto* hist = &registry_->GetHistogram("depot_http_request_duration_seconds",
+                                          "HTTP request latency by route.", {{"route", route}});
+    return [this, route, start, hist, respond = std::move(respond)](Response r) {
+      hist->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      registry_
+          ->GetCounter("depot_http_requests_total", "HTTP requests by route and status code.",
+                       {{"route", route}, {"code", std::to_string(r.status)}})
+          .Inc();
+      respond(std::move(r));
+    };
+  }
+
+  template <typename Msg>
+  void Write(const Request& req, Responder respond,
+             void (*set)(v1::Operation*, Msg&&)) {
+    auto ctx = ContextFromOperatorHeader(req.Header(kOperatorHeader), req.remote);
+    if (!ctx.ok()) return respond(http::ErrorResponse(ctx.status()));
+    Msg msg;
+    if (auto s = JsonToMessage(req.body, &msg); !s.ok()) return respond(http::ErrorResponse(s));
+    v1::Operation op;
+    set(&op, std::move(msg));
+    committer_->Submit(std::move(*ctx), std::move(op),
+                       [respond = std::move(respond)](absl::StatusOr<v1::OperationResult> r) {
+                         if (!r.ok()) return respond(http::ErrorResponse(r.status()));
+                         respond(JsonOk(*r, r->replayed() ? 200 : 201));
+                       });
+  }
+
+  void Import(const Request& req, Responder respond, bool skus) {
+    auto ctx = ContextFromOperatorHeader(req.Header(kOperatorHeader), req.remote);
+    if (!ctx.ok()) return respond(http::ErrorResponse(ctx.status()));
+    worker_.Post([this, body = req.body, skus, respond = std::move(respond)] {
+      auto n = skus ? ledger_->ImportSkus(body) : ledger_->ImportBins(body);
+      if (!n.ok()) return respond(http::ErrorResponse(n.status()));
+      v1::ImportResponse out;
+      out.set_rows(*n);
+      respond(JsonOk(out));
+    });
+  }
+
+  template <typename T>
+  static void Reply(const absl::StatusOr<T>& r, Responder& respond) {
+    if (!r.ok()) return respond(http::ErrorResponse(r.status()));
+    respond(JsonOk(*r));
+  }
+
+  Ledger* ledger_;
+  GroupCommitter* committer_;
+  metrics::Registry* registry_;
+  Worker worker_;
+};
+
+void NodeHttpApi::Impl::Handle(Request&& req, Responder respond) {
+  const std::string& m = req.method;
+  const std::string& p = req.path;
+  auto not_allowed = [&](Responder& r) {
+    r(http::ErrorResponse(405, "METHOD_NOT_ALLOWED",
+                          absl::StrCat(m, " is not allowed on ", p)));
+  };
+  auto route = [&](std::string_view, std::initializer_list<std::string_view> methods) {
+    for (auto allowed : methods) {
+      if (m == allowed) return true;
+    }
+    return false;
+  };
+
+  if (p == "/healthz") {
+    Response r;
+    r.body = "{\"status\":\"ok\"}";
+    return respond(std::move(r));
+  }
+  if (p == "/metrics") {
+    Response r;
+    r.content_type = "text/plain; version=0.0.4";
+    r.body = registry_->Render();
+    return respond(std::move(r));
+  }
+
+  struct WriteRoute {
+    const char* path;
+    void (*dispatch)(Impl*, const Request&, Responder);
+  };
+  static const WriteRoute kWrites[] = {
+      {"/v1/receipts",
+       [](Impl* i, const Request& q, Responder r) {
+         i->Write<v1::ReceiptRequest>(q, std::move(r), [](v1::Operation* o, v1::ReceiptRequest&& x) {
+           *o->mutable_receipt() = std::move(x);
+         });
+       }},
+      {"/v1/moves",
+       [](Impl* i, const Request& q, Responder r) {
+         i->Write<v1::MoveRequest>(q, std::move(r), [](v1::Operation* o, v1::MoveRequest&& x) {
+           *o->mutable_move() = std::move(x);
+         });
+       }},
+      {"/v1/adjustments",
+       [](Impl* i, const Request& q, Responder r) {
+         i->Write<v1::AdjustRequest>(q, std::move(r), [](v1::Operation* o, v1::AdjustRequest&& x) {
+           *o->mutable_adjust() = std::move(x);
+         });
+       }},
+      {"/v1/scraps",
+       [](Impl* i, const Request& q, Responder r) {
+         i->Write<v1::ScrapRequest>(q, std::move(r), [](v1::Operation* o, v1::ScrapRequest&& x) {
+           *o->mutable_scrap() = std::move(x);
+         });
+       }},
+      {"/v1/reservations/release",
+       [](Impl* i, const Request& q, Responder r) {
+         i->Write<v1::ReleaseRequest>(q, std::move(r), [](v1::Operation* o, v1::ReleaseRequest&& x) {
+           *o->mutable_release() = std::move(x);
+         });
+       }},
+      {"/v1/reservations/consume",
+       [](Impl* i, const Request& q, Responder r) {
+         i->Write<v1::ConsumeRequest>(q, std::move(r), [](v1::Operation* o, v1::ConsumeRequest&& x) {
+           *o->mutable_consume() = std::move(x);
+         });
+       }},
+  };
+  for (const auto& w : kWrites) {
+    if (p == w.path) {
+      respond = Measured(w.path, std::move(respond));
+      if (m != "POST") return not_allowed(respond);
+      return w.dispatch(this, req, std::move(respond));
+    }
+  }
+
+  if (p == "/v1/reservations") {
+    respond = Measured(p, std::move(respond));
+    if (m == "POST") {
+      return Write<v1::ReserveRequest>(req, std::move(respond),
+                                       [](v1::Operation* o, v1::ReserveRequest&& x) {
+                                         *o->mutable_reserve() = std::move(x);
+                                       });
+    }
+    if (m != "GET") return not_allowed(respond);
+    return Reply(ledger_->ListReservations(req.Query("sku").value_or("")), respond);
+  }
+  if (p == "/v1/stock") {
+    respond = Measured(p, std::move(respond));
+    if (!route(p, {"GET"})) return not_allowed(respond);
+    return Reply(ledger_->GetStock(req.Query("sku").value_or(""), req.Query("bin").value_or("")),
+                 respond);
+  }
+  if (p == "/v1/atp" || p.starts_with("/v1/atp/")) {
+    respond = Measured("/v1/atp", std::move(respond));
+    if (!route(p, {"GET"})) return not_allowed(respond);
+    std::vector<std::string> skus;
+    if (p.size() > 8) skus.push_back(PercentDecode(std::string_view(p).substr(8)));
+    if (auto list = req.Query("skus")) {
+      for (auto s : absl::StrSplit(*list, ',', absl::SkipEmpty())) skus.emplace_back(s);
+    }
+    if (skus.empty()) {
+      return respond(http::ErrorResponse(absl::InvalidArgumentError(
+          "name the SKU: /v1/atp/{sku} or /v1/atp?skus=A,B")));
+    }
+    if (skus.size() > 1000) {
+      return respond(http::ErrorResponse(absl::InvalidArgumentError("at most 1000 SKUs")));
+    }
+    v1::AtpResponse out;
+    for (const auto& s : skus) {
+      auto atp = ledger_->GetAtp(s);
+      if (!atp.ok()) return respond(http::ErrorResponse(atp.status()));
+      *out.add_items() = *atp;
+    }
+    return respond(JsonOk(out));
+  }
+  if (p == "/v1/movements") {
+    respond = Measured(p, std::move(respond));
+    if (!route(p, {"GET"})) return not_allowed(respond);
+    MovementFilter f;
+    f.sku = req.Query("sku").value_or("");
+    f.bin = req.Query("bin").value_or("");
+    f.lot = req.Query("lot").value_or("");
+    f.reference = req.Query("reference").value_or("");
+    f.operator_id = req.Query("operator").value_or("");
+    if (auto t = req.Query("type"); t && !t->empty()) {
+      std::string upper;
+      for (char c : *t) upper.push_back(static_cast<char>(std::toupper(c)));
+      v1::MovementType type;
+      if (!v1::MovementType_Parse(upper, &type) || type == v1::MOVEMENT_TYPE_UNSPECIFIED) {
+        return respond(http::ErrorResponse(absl::InvalidArgumentError(absl::StrCat(
+            "unknown movement type '", *t,
+            "' (receipt, move, adjustment, scrap, reserve, release, consume)"))));
+      }
+      f.type = type;
+    }
+    auto after = QueryUint(req, "after_seq", 0);
+    auto limit = QueryUint(req, "limit", 100);
+    if (!after.ok()) return respond(http::ErrorResponse(after.status()));
+    if (!limit.ok()) return respond(http::ErrorResponse(limit.status()));
+    if (*limit < 1 || *limit > 1000) {
+      return respond(http::ErrorResponse(absl::InvalidArgumentError("limit must be 1..1000")));
+    }
+    f.after_seq = *after;
+    f.limit = static_cast<uint32_t>(*limit);
+    return Reply(ledger_->ListMovements(f), respond);
+  }
+  if (p == "/v1/skus" || p.starts_with("/v1/skus/")) {
+    respond = Measured("/v1/skus", std::move(respond));
+    if (!route(p, {"GET"})) return not_allowed(respond);
+    if (p.size() > 9) return Reply(ledger_->GetSku(PercentDecode(p.substr(9))), respond);
+    auto limit = QueryUint(req, "limit", 100);
+    if (!limit.ok()) return respond(http::ErrorResponse(limit.status()));
+    return Reply(ledger_->ListSkus(req.Query("after").value_or(""),
+                                   static_cast<uint32_t>(std::min<uint64_t>(*limit, 1000))),
+                 respond);
+  }
+  if (p == "/v1/bins") {
+    respond = Measured(p, std::move(respond));
+    if (!route(p, {"GET"})) return not_allowed(respond);
+    return Reply(ledger_->ListBins(), respond);
+  }
+  if (p == "/v1/import/skus" || p == "/v1/import/bins") {
+    respond = Measured(p, std::move(respond));
+    if (!route(p, {"POST"})) return not_allowed(respond);
+    return Import(req, std::move(respond), p == "/v1/import/skus");
+  }
+  if (p == "/v1/verify") {
+    respond = Measured(p, std::move(respond));
+    if (!route(p, {"GET", "POST"})) return not_allowed(respond);
+    worker_.Post([this, respond = std::move(respond)]() mutable {
+      Reply(ledger_->Verify(), respond);
+    });
+    return;
+  }
+  if (p == "/v1/status") {
+    respond = Measured(p, std::move(respond));
+    if (!route(p, {"GET"})) return not_allowed(respond);
+    v1::NodeStatus s = ledger_->Status();
+    s.set_version(DEPOT_VERSION);
+    return respond(JsonOk(s));
+  }
+  respond(http::ErrorResponse(404, "NOT_FOUND", absl::StrCat("no route for ", m, " ", p)));
+}
+
+NodeHttpApi::NodeHttpApi(Ledger* ledger, GroupCommitter* committer, metrics::Registry* registry)
+    : impl_(std::make_unique<Impl>(ledger, committer, registry)) {}
+NodeHttpApi::~NodeHttpApi() = default;
+
+void NodeHttpApi::Handle(http::Request&& request, http::Responder respond) {
+  impl_->Handle(std::move(request), std::move(respond));
+}
+
+}  // namespace depot::node

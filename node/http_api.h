@@ -1,0 +1,31 @@
+// The node's local JSON-over-HTTP API: a thin adapter that turns requests into ledger calls.
+// Writes go through the group committer; reads go straight to the ledger's read connections;
+// slow administrative calls (verify, imports) run on a worker thread, never on an I/O thread.
+// Routes are listed in docs/API.md.
+#pragma once
+
+#include <memory>
+
+#include "common/http_server.h"
+#include "common/metrics.h"
+#include "node/group_commit.h"
+#include "node/ledger.h"
+
+namespace depot::node {
+
+class NodeHttpApi {
+ public:
+  // All pointers must outlive this object.
+  NodeHttpApi(Ledger* ledger, GroupCommitter* committer, metrics::Registry* registry);
+  ~NodeHttpApi();
+
+  // http::Handler: thread-safe.
+  void Handle(http::Request&& request, http::Responder respond);
+
+  class Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace depot::node

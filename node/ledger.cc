@@ -1,0 +1,1452 @@
+#include "node/ledger.h"
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <set>
+#include <unordered_map>
+#include <unordered_set>
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "common/csv.h"
+#include "common/ids.h"
+#include "common/sqlite_db.h"
+#include "common/stock_rules.h"
+
+namespace depot::node {
+namespace {
+
+using absl::StrCat;
+
+constexpr db::Migration kMigrations[] = {
+    {1, R"sql(
+CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+
+-- Master data: a read-only replica of central's (CSV import until the change feed exists).
+CREATE TABLE skus(
+  code TEXT PRIMARY KEY, gtin TEXT NOT NULL, name TEXT NOT NULL, unit TEXT NOT NULL,
+  tracking INTEGER NOT NULL, expiry_tracked INTEGER NOT NULL, allow_negative INTEGER NOT NULL,
+  safety_stock INTEGER NOT NULL, version INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE bins(
+  code TEXT PRIMARY KEY, zone TEXT NOT NULL, walk_order INTEGER NOT NULL,
+  version INTEGER NOT NULL) WITHOUT ROWID;
+
+-- The ledger: immutable rows, gap-free seq.
+CREATE TABLE movements(
+  seq INTEGER PRIMARY KEY, op_seq INTEGER NOT NULL, hlc INTEGER NOT NULL, type INTEGER NOT NULL,
+  sku TEXT NOT NULL, bin TEXT NOT NULL, to_bin TEXT NOT NULL, lot TEXT NOT NULL,
+  expiry TEXT NOT NULL, quantity INTEGER NOT NULL, serials TEXT NOT NULL, reason TEXT NOT NULL,
+  reference TEXT NOT NULL, operator TEXT NOT NULL, request_id TEXT NOT NULL);
+CREATE INDEX movements_by_sku ON movements(sku, seq);
+CREATE TRIGGER movements_no_update BEFORE UPDATE ON movements
+  BEGIN SELECT RAISE(ABORT, 'ledger movements are immutable'); END;
+CREATE TRIGGER movements_no_delete BEFORE DELETE ON movements
+  BEGIN SELECT RAISE(ABORT, 'ledger movements are immutable'); END;
+
+-- Derived state, maintained in the same transaction as the movements.
+CREATE TABLE balances(
+  sku TEXT NOT NULL, bin TEXT NOT NULL, lot TEXT NOT NULL, on_hand INTEGER NOT NULL,
+  PRIMARY KEY(sku, bin, lot)) WITHOUT ROWID;
+CREATE INDEX balances_by_bin ON balances(bin, sku, lot);
+CREATE TABLE lots(sku TEXT NOT NULL, lot TEXT NOT NULL, expiry TEXT NOT NULL,
+  PRIMARY KEY(sku, lot)) WITHOUT ROWID;
+CREATE TABLE sku_totals(sku TEXT PRIMARY KEY, on_hand INTEGER NOT NULL,
+  reserved INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE reservations(sku TEXT NOT NULL, reference TEXT NOT NULL, quantity INTEGER NOT NULL,
+  PRIMARY KEY(sku, reference)) WITHOUT ROWID;
+CREATE TABLE serials(sku TEXT NOT NULL, serial TEXT NOT NULL, bin TEXT NOT NULL,
+  lot TEXT NOT NULL, PRIMARY KEY(sku, serial)) WITHOUT ROWID;
+
+-- Idempotency keys: a retried request returns its first result.
+CREATE TABLE requests(request_id TEXT PRIMARY KEY, op_seq INTEGER NOT NULL, rows INTEGER NOT NULL,
+  fingerprint INTEGER NOT NULL) WITHOUT ROWID;
+
+-- Events for central, trimmed when acknowledged (meta 'outbox_acked').
+CREATE TABLE outbox(seq INTEGER PRIMARY KEY, payload BLOB NOT NULL);
+)sql"},
+};
+
+// Prepared statements kept per connection. Get() hands out a statement reset and unbound; the
+// returned guard resets it again so no read snapshot outlives its use.
+class StmtCache {
+ public:
+  explicit StmtCache(SQLite::Database& db) : db_(db) {}
+  class Use {
+   public:
+    explicit Use(SQLite::Statement& s) : s_(s) {}
+    ~Use() { s_.tryReset(); }
+    SQLite::Statement* operator->() { return &s_; }
+    SQLite::Statement& operator*() { return s_; }
+
+   private:
+    SQLite::Statement& s_;
+  };
+  Use Get(const char* sql) {
+    auto& slot = map_[sql];
+    if (!slot) slot = std::make_unique<SQLite::Statement>(db_, sql);
+    slot->tryReset();
+    slot->clearBindings();
+    return Use(*slot);
+  }
+
+ private:
+  SQLite::Database& db_;
+  std::unordered_map<const char*, std::unique_ptr<SQLite::Statement>> map_;
+};
+
+struct ReadConn {
+  std::unique_ptr<SQLite::Database> db;
+  std::unique_ptr<StmtCache> stmts;
+};
+
+uint64_t Fingerprint(const v1::Operation& op) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream out(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&out);
+    coded.SetSerializationDeterministic(true);
+    op.SerializeToCodedStream(&coded);
+  }
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  return h >> 1;  // fits SQLite's signed 64-bit integer
+}
+
+std::string JoinSerials(const google::protobuf::RepeatedPtrField<std::string>& serials) {
+  return absl::StrJoin(serials, "\n");
+}
+
+bool LotRequired(const v1::Sku& sku) {
+  return sku.tracking() == v1::TRACKING_LOT || sku.expiry_tracked();
+}
+bool LotAllowed(const v1::Sku& sku) {
+  return sku.tracking() == v1::TRACKING_LOT || sku.tracking() == v1::TRACKING_SERIAL ||
+         sku.expiry_tracked();
+}
+
+void ReadMovement(SQLite::Statement& q, v1::Movement* m) {
+  // Column order of kMovementColumns.
+  m->set_seq(q.getColumn(0).getInt64());
+  m->set_op_seq(q.getColumn(1).getInt64());
+  m->set_hlc(q.getColumn(2).getInt64());
+  m->set_type(static_cast<v1::MovementType>(q.getColumn(3).getInt()));
+  m->set_sku(q.getColumn(4).getString());
+  m->set_bin(q.getColumn(5).getString());
+  m->set_to_bin(q.getColumn(6).getString());
+  m->set_lot(q.getColumn(7).getString());
+  m->set_expiry(q.getColumn(8).getString());
+  m->set_quantity(q.getColumn(9).getInt64());
+  std::string serials = q.getColumn(10).getString();
+  if (!serials.empty()) {
+    for (auto s : absl::StrSplit(serials, '\n')) m->add_serials(std::string(s));
+  }
+  m->set_reason(q.getColumn(11).getString());
+  m->set_reference(q.getColumn(12).getString());
+  m->set_operator_id(q.getColumn(13).getString());
+  m->set_request_id(q.getColumn(14).getString());
+}
+
+constexpr const char* kMovementColumns =
+    "seq, op_seq, hlc, type, sku, bin, to_bin, lot, expiry, quantity, serials, reason, "
+    "reference, operator, request_id";
+
+void ReadSku(SQLite::Statement& q, v1::Sku* s) {
+  s->set_code(q.getColumn(0).getString());
+  s->set_gtin(q.getColumn(1).getString());
+  s->set_name(q.getColumn(2).getString());
+  s->set_unit(q.getColumn(3).getString());
+  s->set_tracking(static_cast<v1::Tracking>(q.getColumn(4).getInt()));
+  s->set_expiry_tracked(q.getColumn(5).getInt() != 0);
+  s->set_allow_negative(q.getColumn(6).getInt() != 0);
+  s->set_safety_stock(q.getColumn(7).getInt64());
+  s->set_version(q.getColumn(8).getInt64());
+}
+
+constexpr const char* kSkuColumns =
+    "code, gtin, name, unit, tracking, expiry_tracked, allow_negative, safety_stock, version";
+
+absl::StatusOr<bool> ParseBool(const std::string& v) {
+  if (v.empty() || v == "0" || v == "false" || v == "no" || v == "n") return false;
+  if (v == "1" || v == "true" || v == "yes" || v == "y") return true;
+  return absl::InvalidArgumentError(StrCat("'", v, "' is not a boolean (true/false)"));
+}
+
+absl::StatusOr<int64_t> ParseInt(const std::string& v, int64_t min) {
+  if (v.empty()) return 0;
+  size_t used = 0;
+  int64_t out = 0;
+  try {
+    out = std::stoll(v, &used);
+  } catch (...) {
+    used = 0;
+  }
+  if (used != v.size()) return absl::InvalidArgumentError(StrCat("'", v, "' is not an integer"));
+  if (out < min) return absl::InvalidArgumentError(StrCat(v, " is below ", min));
+  return out;
+}
+
+}  // namespace
+
+class Ledger::Impl {
+ public:
+  explicit Impl(const LedgerOptions& options) : options_(options), hlc_(*options.clock) {}
+
+  absl::Status Init();
+
+  std::vector<absl::StatusOr<v1::OperationResult>> ApplyBatch(std::span<const WriteItem> items);
+  absl::StatusOr<int64_t> ImportSkus(std::string_view text);
+  absl::StatusOr<int64_t> ImportBins(std::string_view text);
+
+  // Reads.
+  template <typename F>
+  auto Read(F&& f) const -> decltype(f(std::declval<ReadConn&>()));
+  absl::StatusOr<v1::Atp> AtpFrom(StmtCache& stmts, const std::string& sku) const;
+  absl::StatusOr<v1::VerifyResponse> Verify(ReadConn& c) const;
+
+  absl::Status TrimOutbox(uint64_t acked);
+
+  LedgerOptions options_;
+  HybridLogicalClock hlc_;
+  std::string node_id_;
+  uint64_t epoch_ = 0;
+  std::atomic<uint64_t> last_seq_{0};
+  std::atomic<uint64_t> outbox_seq_{0};
+  std::atomic<uint64_t> outbox_acked_{0};
+
+ private:
+  friend class Ledger;
+  // Write side; guarded by write_mu_.
+  absl::StatusOr<v1::OperationResult> ApplyOne(const RequestContext& ctx,
+                                               const v1::Operation& op);
+  // The SKU from the write-side cache (valid until the next import).
+  absl::StatusOr<const v1::Sku*> WSku(const std::string& code);
+  absl::Status WBin(const std::string& code);
+  absl::Status CheckLot(const v1::Sku& sku, const std::string& lot);
+  absl::Status CheckSerials(const v1::Sku& sku, int64_t quantity,
+                            const google::protobuf::RepeatedPtrField<std::string>& serials);
+  // Finds or registers a lot; returns its expiry.
+  absl::StatusOr<std::string> ResolveLot(const v1::Sku& sku, const std::string& lot,
+                                         const std::string& expiry, bool may_create);
+  absl::Status AppendRow(const v1::Sku& sku, v1::Movement row, v1::OperationResult* result);
+  absl::Status BuildReceipt(const v1::Sku& sku, const v1::ReceiptRequest& r, v1::Movement* m);
+  absl::Status BuildConsume(const v1::Sku& sku, const v1::ConsumeRequest& r,
+                            std::vector<v1::Movement>* rows);
+
+  std::unique_ptr<SQLite::Database> wdb_;
+  std::unique_ptr<StmtCache> w_;
+  std::mutex write_mu_;
+  std::unordered_map<std::string, v1::Sku> sku_cache_;
+  std::unordered_set<std::string> bin_cache_;
+
+  mutable std::mutex pool_mu_;
+  mutable std::vector<std::unique_ptr<ReadConn>> pool_;
+};
+
+absl::Status Ledger::Impl::Init() {
+  auto db = db::Open({.path = options_.path, .durable = options_.durable});
+  if (!db.ok()) return db.status();
+  wdb_ = std::move(*db);
+  if (auto s = db::Migrate(*wdb_, kMigrations); !s.ok()) return s;
+  w_ = std::make_unique<StmtCache>(*wdb_);
+  try {
+    db::WriteTransaction tx(*wdb_);
+    std::map<std::string, std::string> meta;
+    SQLite::Statement q(*wdb_, "SELECT key, value FROM meta");
+    while (q.executeStep()) meta[q.getColumn(0).getString()] = q.getColumn(1).getString();
+    if (meta.count("node_id")) {
+      node_id_ = meta["node_id"];
+      if (!options_.node_id.empty() && options_.node_id != node_id_) {
+        return absl::FailedPreconditionError(
+            StrCat("database ", options_.path, " belongs to node '", node_id_, "', not '",
+                   options_.node_id, "'"));
+      }
+      epoch_ = std::stoull(meta["epoch"]);
+    } else {
+      if (auto s = CheckCode("node id", options_.node_id); !s.ok()) return s;
+      node_id_ = options_.node_id;
+      epoch_ = NewEpoch();
+      SQLite::Statement ins(*wdb_, "INSERT INTO meta(key, value) VALUES (?, ?)");
+      for (auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
+               {"node_id", node_id_}, {"epoch", std::to_string(epoch_)}, {"outbox_acked", "0"}}) {
+        ins.bind(1, k);
+        ins.bind(2, v);
+        ins.exec();
+        ins.reset();
+      }
+    }
+    tx.Commit();
+    outbox_acked_ = meta.count("outbox_acked") ? std::stoull(meta["outbox_acked"]) : 0;
+    SQLite::Statement last(*wdb_, "SELECT seq, hlc FROM movements ORDER BY seq DESC LIMIT 1");
+    if (last.executeStep()) {
+      last_seq_ = last.getColumn(0).getInt64();
+      hlc_.Observe(last.getColumn(1).getInt64());
+    }
+    uint64_t max_outbox = wdb_->execAndGet("SELECT COALESCE(MAX(seq), 0) FROM outbox").getInt64();
+    outbox_seq_ = std::max<uint64_t>(max_outbox, outbox_acked_);
+  } catch (const std::exception& e) {
+    return db::FromException(e);
+  }
+  for (int i = 0; i < std::max(1, options_.read_connections); ++i) {
+    auto rdb = db::Open({.path = options_.path, .durable = options_.durable});
+    if (!rdb.ok()) return rdb.status();
+    auto c = std::make_unique<ReadConn>();
+    c->db = std::move(*rdb);
+    c->stmts = std::make_unique<StmtCache>(*c->db);
+    pool_.push_back(std::move(c));
+  }
+  return absl::OkStatus();
+}
+
+template <typename F>
+auto Ledger::Impl::Read(F&& f) const -> decltype(f(std::declval<ReadConn&>())) {
+  std::unique_ptr<ReadConn> conn;
+  {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    if (!pool_.empty()) {
+      conn = std::move(pool_.back());
+      pool_.pop_back();
+    }
+  }
+  if (!conn) {  // more concurrent readers than pooled connections: open one more
+    auto rdb = db::Open({.path = options_.path, .durable = options_.durable});
+    if (!rdb.ok()) return rdb.status();
+    conn = std::make_unique<ReadConn>();
+    conn->db = std::move(*rdb);
+    conn->stmts = std::make_unique<StmtCache>(*conn->db);
+  }
+  auto give_back = [&] {
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    pool_.push_back(std::move(conn));
+  };
+  try {
+    auto result = f(*conn);
+    give_back();
+    return result;
+  } catch (const std::exception& e) {
+    give_back();
+    return db::FromException(e);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writes
+
+absl::StatusOr<const v1::Sku*> Ledger::Impl::WSku(const std::string& code) {
+  auto it = sku_cache_.find(code);
+  if (it != sku_cache_.end()) return &it->second;
+  if (auto s = CheckCode("sku", code); !s.ok()) return s;
+  auto q = w_->Get("SELECT code, gtin, name, unit, tracking, expiry_tracked, allow_negative, "
+                   "safety_stock, version FROM skus WHERE code = ?");
+  q->bind(1, code);
+  if (!q->executeStep()) return absl::NotFoundError(StrCat("unknown SKU '", code, "'"));
+  v1::Sku sku;
+  ReadSku(*q, &sku);
+  return &sku_cache_.emplace(code, std::move(sku)).first->second;
+}
+
+absl::Status Ledger::Impl::WBin(const std::string& code) {
+  if (auto s = CheckCode("bin", code); !s.ok()) return s;
+  if (bin_cache_.count(code)) return absl::OkStatus();
+  auto q = w_->Get("SELECT 1 FROM bins WHERE code = ?");
+  q->bind(1, code);
+  if (!q->executeStep()) return absl::NotFoundError(StrCat("unknown bin '", code, "'"));
+  bin_cache_.insert(code);
+  return absl::OkStatus();
+}
+
+absl::Status Ledger::Impl::CheckLot(const v1::Sku& sku, const std::string& lot) {
+  if (lot.empty()) {
+    if (LotRequired(sku)) {
+      return absl::InvalidArgumentError(StrCat("SKU '", sku.code(), "' is lot-tracked: lot is required"));
+    }
+    return absl::OkStatus();
+  }
+  if (!LotAllowed(sku)) {
+    return absl::InvalidArgumentError(StrCat("SKU '", sku.code(), "' is not lot-tracked: no lot allowed"));
+  }
+  return CheckCode("lot", lot);
+}
+
+absl::Status Ledger::Impl::CheckSerials(
+    const v1::Sku& sku, int64_t quantity,
+    const google::protobuf::RepeatedPtrField<std::string>& serials) {
+  if (sku.tracking() != v1::TRACKING_SERIAL) {
+    if (!serials.empty()) {
+      return absl::InvalidArgumentError(StrCat("SKU '", sku.code(), "' is not serial-tracked: no serials allowed"));
+    }
+    return absl::OkStatus();
+  }
+  if (static_cast<int64_t>(serials.size()) != std::abs(quantity)) {
+    return absl::InvalidArgumentError(StrCat("SKU '", sku.code(), "' is serial-tracked: ",
+                                             std::abs(quantity), " serials required, ",
+                                             serials.size(), " given"));
+  }
+  std::unordered_set<std::string> seen;
+  for (const auto& s : serials) {
+    if (auto st = CheckCode("serial", s); !st.ok()) return st;
+    if (!seen.insert(s).second) {
+      return absl::InvalidArgumentError(StrCat("serial '", s, "' listed twice"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::string> Ledger::Impl::ResolveLot(const v1::Sku& sku, const std::string& lot,
+                                                     const std::string& expiry, bool may_create) {
+  if (!expiry.empty()) {
+    if (!sku.expiry_tracked()) {
+      return absl::InvalidArgumentError(StrCat("SKU '", sku.code(), "' does not track expiry"));
+    }
+    if (!ValidDate(expiry)) {
+      return absl::InvalidArgumentError(StrCat("expiry '", expiry, "' is not a date (YYYY-MM-DD)"));
+    }
+  }
+  if (lot.empty()) return std::string();
+  auto q = w_->Get("SELECT expiry FROM lots WHERE sku = ? AND lot = ?");
+  q->bind(1, sku.code());
+  q->bind(2, lot);
+  if (q->executeStep()) {
+    std::string known = q->getColumn(0).getString();
+    if (!expiry.empty() && expiry != known) {
+      return absl::FailedPreconditionError(StrCat("lot '", lot, "' of SKU '", sku.code(),
+                                                  "' has expiry ", known, ", not ", expiry));
+    }
+    return known;
+  }
+  if (!may_create) {
+    return absl::NotFoundError(StrCat("unknown lot '", lot, "' of SKU '", sku.code(), "'"));
+  }
+  if (sku.expiry_tracked() && expiry.empty()) {
+    return absl::InvalidArgumentError(
+        StrCat("SKU '", sku.code(), "' tracks expiry: expiry is required for a new lot"));
+  }
+  auto ins = w_->Get("INSERT INTO lots(sku, lot, expiry) VALUES (?, ?, ?)");
+  ins->bind(1, sku.code());
+  ins->bind(2, lot);
+  ins->bind(3, expiry);
+  ins->exec();
+  return expiry;
+}
+
+// Appends one movement row and applies its effects, refusing negative balances, over-release
+// and serial misuse. Runs inside the caller's savepoint.
+absl::Status Ledger::Impl::AppendRow(const v1::Sku& sku, v1::Movement m,
+                                     v1::OperationResult* result) {
+  const uint64_t seq = last_seq_.load() + 1;
+  m.set_seq(seq);
+  if (m.op_seq() == 0) m.set_op_seq(seq);
+  m.set_hlc(hlc_.Now());
+
+  const MovementEffects fx = EffectsOf(m);
+  for (int i = 0; i < fx.stock_count; ++i) {
+    const auto& d = fx.stock[i];
+    // One upsert returns the new balance; a refused result is undone by the caller's rollback.
+    auto up = w_->Get(
+        "INSERT INTO balances(sku, bin, lot, on_hand) VALUES (?1, ?2, ?3, ?4) "
+        "ON CONFLICT(sku, bin, lot) DO UPDATE SET on_hand = on_hand + ?4 RETURNING on_hand");
+    up->bind(1, m.sku());
+    up->bind(2, d.bin);
+    up->bind(3, m.lot());
+    up->bind(4, d.delta);
+    up->executeStep();
+    const int64_t next = up->getColumn(0).getInt64();
+    while (up->executeStep()) {
+    }
+    if (next < 0 && !sku.allow_negative()) {
+      return absl::FailedPreconditionError(
+          StrCat("insufficient stock: SKU '", m.sku(), "' in bin '", d.bin, "'",
+                 m.lot().empty() ? "" : StrCat(" lot '", m.lot(), "'"), " has ", next - d.delta,
+                 ", needs ", -d.delta));
+    }
+    if (next == 0) {
+      auto del = w_->Get("DELETE FROM balances WHERE sku = ? AND bin = ? AND lot = ?");
+      del->bind(1, m.sku());
+      del->bind(2, d.bin);
+      del->bind(3, m.lot());
+      del->exec();
+    }
+    // Serials leave their bin or enter a new one with the stock.
+    for (const auto& serial : m.serials()) {
+      if (d.delta < 0) {
+        auto q = w_->Get("SELECT bin, lot FROM serials WHERE sku = ? AND serial = ?");
+        q->bind(1, m.sku());
+        q->bind(2, serial);
+        if (!q->executeStep()) {
+          return absl::FailedPreconditionError(
+              StrCat("serial '", serial, "' of SKU '", m.sku(), "' is not in stock"));
+        }
+        if (q->getColumn(0).getString() != d.bin || q->getColumn(1).getString() != m.lot()) {
+          return absl::FailedPreconditionError(
+              StrCat("serial '", serial, "' of SKU '", m.sku(), "' is in bin '",
+                     q->getColumn(0).getString(), "', not '", d.bin, "'"));
+        }
+        auto del = w_->Get("DELETE FROM serials WHERE sku = ? AND serial = ?");
+        del->bind(1, m.sku());
+        del->bind(2, serial);
+        del->exec();
+      } else {
+        auto ins = w_->Get(
+            "INSERT INTO serials(sku, serial, bin, lot) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(sku, serial) DO NOTHING");
+        ins->bind(1, m.sku());
+        ins->bind(2, serial);
+        ins->bind(3, d.bin);
+        ins->bind(4, m.lot());
+        if (ins->exec() == 0) {
+          return absl::FailedPreconditionError(
+              StrCat("serial '", serial, "' of SKU '", m.sku(), "' is already in stock"));
+        }
+      }
+    }
+  }
+  if (fx.reserved_delta != 0) {
+    auto q = w_->Get("SELECT quantity FROM reservations WHERE sku = ? AND reference = ?");
+    q->bind(1, m.sku());
+    q->bind(2, m.reference());
+    int64_t open = q->executeStep() ? q->getColumn(0).getInt64() : 0;
+    int64_t next = open + fx.reserved_delta;
+    if (next < 0) {
+      return absl::FailedPreconditionError(
+          StrCat("reservation '", m.reference(), "' of SKU '", m.sku(), "' has ", open,
+                 " open, cannot take ", -fx.reserved_delta));
+    }
+    if (next == 0) {
+      auto del = w_->Get("DELETE FROM reservations WHERE sku = ? AND reference = ?");
+      del->bind(1, m.sku());
+      del->bind(2, m.reference());
+      del->exec();
+    } else {
+      auto up = w_->Get(
+          "INSERT INTO reservations(sku, reference, quantity) VALUES (?, ?, ?) "
+          "ON CONFLICT(sku, reference) DO UPDATE SET quantity = excluded.quantity");
+      up->bind(1, m.sku());
+      up->bind(2, m.reference());
+      up->bind(3, next);
+      up->exec();
+    }
+  }
+  int64_t on_hand_delta = 0;
+  for (int i = 0; i < fx.stock_count; ++i) on_hand_delta += fx.stock[i].delta;
+  if (on_hand_delta != 0 || fx.reserved_delta != 0) {
+    auto t = w_->Get(
+        "INSERT INTO sku_totals(sku, on_hand, reserved) VALUES (?, ?, ?) "
+        "ON CONFLICT(sku) DO UPDATE SET on_hand = on_hand + excluded.on_hand, "
+        "reserved = reserved + excluded.reserved RETURNING on_hand, reserved");
+    t->bind(1, m.sku());
+    t->bind(2, on_hand_delta);
+    t->bind(3, fx.reserved_delta);
+    t->executeStep();
+    auto* atp = result->mutable_atp();
+    atp->set_sku(m.sku());
+    atp->set_on_hand(t->getColumn(0).getInt64());
+    atp->set_reserved(t->getColumn(1).getInt64());
+    atp->set_safety_stock(sku.safety_stock());
+    atp->set_available(Available(atp->on_hand(), atp->reserved(), atp->safety_stock()));
+    while (t->executeStep()) {
+    }
+  }
+
+  auto ins = w_->Get(
+      "INSERT INTO movements(seq, op_seq, hlc, type, sku, bin, to_bin, lot, expiry, quantity, "
+      "serials, reason, reference, operator, request_id) "
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+  ins->bind(1, static_cast<int64_t>(m.seq()));
+  ins->bind(2, static_cast<int64_t>(m.op_seq()));
+  ins->bind(3, static_cast<int64_t>(m.hlc()));
+  ins->bind(4, static_cast<int>(m.type()));
+  ins->bind(5, m.sku());
+  ins->bind(6, m.bin());
+  ins->bind(7, m.to_bin());
+  ins->bind(8, m.lot());
+  ins->bind(9, m.expiry());
+  ins->bind(10, m.quantity());
+  ins->bind(11, JoinSerials(m.serials()));
+  ins->bind(12, m.reason());
+  ins->bind(13, m.reference());
+  ins->bind(14, m.operator_id());
+  ins->bind(15, m.request_id());
+  ins->exec();
+
+  // The outbox event, in the same transaction.
+  v1::Event event;
+  const uint64_t event_seq = outbox_seq_.load() + 1;
+  event.set_node_id(node_id_);
+  event.set_epoch(epoch_);
+  event.set_seq(event_seq);
+  event.set_hlc(m.hlc());
+  *event.mutable_movement() = m;
+  std::string payload = event.SerializeAsString();
+  auto out = w_->Get("INSERT INTO outbox(seq, payload) VALUES (?, ?)");
+  out->bind(1, static_cast<int64_t>(event_seq));
+  out->bind(2, payload.data(), static_cast<int>(payload.size()));
+  out->exec();
+
+  last_seq_ = seq;
+  outbox_seq_ = event_seq;
+  *result->add_movements() = std::move(m);
+  return absl::OkStatus();
+}
+
+absl::Status Ledger::Impl::BuildReceipt(const v1::Sku& sku, const v1::ReceiptRequest& r,
+                                        v1::Movement* m) {
+  if (auto s = WBin(r.bin()); !s.ok()) return s;
+  if (r.quantity() <= 0) return absl::InvalidArgumentError("quantity must be positive");
+  if (auto s = CheckLot(sku, r.lot()); !s.ok()) return s;
+  if (auto s = CheckSerials(sku, r.quantity(), r.serials()); !s.ok()) return s;
+  auto expiry = ResolveLot(sku, r.lot(), r.expiry(), /*may_create=*/true);
+  if (!expiry.ok()) return expiry.status();
+  m->set_type(v1::RECEIPT);
+  m->set_bin(r.bin());
+  m->set_lot(r.lot());
+  m->set_expiry(*expiry);
+  m->set_quantity(r.quantity());
+  *m->mutable_serials() = r.serials();
+  m->set_reference(r.reference());
+  m->set_reason(r.reason());
+  return absl::OkStatus();
+}
+
+// Chooses where consumed goods come from: named serials, a named bin (and lot), or
+// first-expiry-first-out across bins, then bin walk order.
+absl::Status Ledger::Impl::BuildConsume(const v1::Sku& sku, const v1::ConsumeRequest& r,
+                                        std::vector<v1::Movement>* rows) {
+  auto base = [&](const std::string& bin, const std::string& lot, int64_t qty) {
+    v1::Movement m;
+    m.set_type(v1::CONSUME);
+    m.set_bin(bin);
+    m.set_lot(lot);
+    m.set_quantity(qty);
+    m.set_reference(r.reference());
+    return m;
+  };
+  if (!r.bin().empty()) {
+    if (auto s = WBin(r.bin()); !s.ok()) return s;
+  }
+  if (!r.lot().empty()) {
+    if (auto s = CheckLot(sku, r.lot()); !s.ok()) return s;
+  }
+  if (auto s = CheckSerials(sku, r.quantity(), r.serials()); !s.ok()) return s;
+  if (sku.tracking() == v1::TRACKING_SERIAL) {
+    std::map<std::pair<std::string, std::string>, v1::Movement> by_place;
+    for (const auto& serial : r.serials()) {
+      auto q = w_->Get("SELECT bin, lot FROM serials WHERE sku = ? AND serial = ?");
+      q->bind(1, sku.code());
+      q->bind(2, serial);
+      if (!q->executeStep()) {
+        return absl::FailedPreconditionError(
+            StrCat("serial '", serial, "' of SKU '", sku.code(), "' is not in stock"));
+      }
+      std::pair<std::string, std::string> place{q->getColumn(0).getString(),
+                                                q->getColumn(1).getString()};
+      if (!r.bin().empty() && place.first != r.bin()) {
+        return absl::FailedPreconditionError(StrCat("serial '", serial, "' is in bin '",
+                                                    place.first, "', not '", r.bin(), "'"));
+      }
+      auto [it, fresh] = by_place.try_emplace(place, base(place.first, place.second, 0));
+      it->second.set_quantity(it->second.quantity() + 1);
+      it->second.add_serials(serial);
+    }
+    for (auto& [place, m] : by_place) rows->push_back(std::move(m));
+    return absl::OkStatus();
+  }
+  int64_t left = r.quantity();
+  {
+    std::string sql = StrCat(
+        "SELECT b.bin, b.lot, b.on_hand FROM balances b "
+        "LEFT JOIN lots l ON l.sku = b.sku AND l.lot = b.lot "
+        "LEFT JOIN bins n ON n.code = b.bin "
+        "WHERE b.sku = ? AND b.on_hand > 0",
+        r.bin().empty() ? "" : " AND b.bin = ?", r.lot().empty() ? "" : " AND b.lot = ?",
+        " ORDER BY COALESCE(NULLIF(l.expiry, ''), '9999-99-99'), n.walk_order, b.bin, b.lot");
+    SQLite::Statement q(*wdb_, sql);
+    int i = 1;
+    q.bind(i++, sku.code());
+    if (!r.bin().empty()) q.bind(i++, r.bin());
+    if (!r.lot().empty()) q.bind(i++, r.lot());
+    while (left > 0 && q.executeStep()) {
+      int64_t take = std::min<int64_t>(left, q.getColumn(2).getInt64());
+      rows->push_back(base(q.getColumn(0).getString(), q.getColumn(1).getString(), take));
+      left -= take;
+    }
+  }
+  if (left > 0) {
+    if (sku.allow_negative() && !r.bin().empty() && (!LotRequired(sku) || !r.lot().empty())) {
+      rows->push_back(base(r.bin(), r.lot(), left));
+    } else {
+      return absl::FailedPreconditionError(StrCat("insufficient stock to consume ", r.quantity(),
+                                                  " of SKU '", sku.code(), "': short by ", left));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::OperationResult> Ledger::Impl::ApplyOne(const RequestContext& ctx,
+                                                           const v1::Operation& op) {
+  if (auto s = CheckCode("operator", ctx.operator_id); !s.ok()) return s;
+  std::string request_id;
+  switch (op.op_case()) {
+    case v1::Operation::kReceipt: request_id = op.receipt().request_id(); break;
+    case v1::Operation::kMove: request_id = op.move().request_id(); break;
+    case v1::Operation::kAdjust: request_id = op.adjust().request_id(); break;
+    case v1::Operation::kScrap: request_id = op.scrap().request_id(); break;
+    case v1::Operation::kReserve: request_id = op.reserve().request_id(); break;
+    case v1::Operation::kRelease: request_id = op.release().request_id(); break;
+    case v1::Operation::kConsume: request_id = op.consume().request_id(); break;
+    default: return absl::InvalidArgumentError("empty operation");
+  }
+  if (auto s = CheckCode("request_id", request_id, /*required=*/false); !s.ok()) return s;
+  const uint64_t fingerprint = request_id.empty() ? 0 : Fingerprint(op);
+  v1::OperationResult result;
+  if (!request_id.empty()) {
+    auto q = w_->Get("SELECT op_seq, rows, fingerprint FROM requests WHERE request_id = ?");
+    q->bind(1, request_id);
+    if (q->executeStep()) {
+      if (static_cast<uint64_t>(q->getColumn(2).getInt64()) != fingerprint) {
+        return absl::AlreadyExistsError(
+            StrCat("request_id '", request_id, "' was already used for a different request"));
+      }
+      int64_t first = q->getColumn(0).getInt64(), rows = q->getColumn(1).getInt64();
+      auto mq = w_->Get("SELECT seq, op_seq, hlc, type, sku, bin, to_bin, lot, expiry, quantity, "
+                        "serials, reason, reference, operator, request_id FROM movements "
+                        "WHERE seq >= ? AND seq < ? ORDER BY seq");
+      mq->bind(1, first);
+      mq->bind(2, first + rows);
+      while (mq->executeStep()) ReadMovement(*mq, result.add_movements());
+      result.set_replayed(true);
+      auto atp = AtpFrom(*w_, result.movements(0).sku());
+      if (atp.ok()) *result.mutable_atp() = *atp;
+      return result;
+    }
+  }
+
+  std::string sku_code;
+  switch (op.op_case()) {
+    case v1::Operation::kReceipt: sku_code = op.receipt().sku(); break;
+    case v1::Operation::kMove: sku_code = op.move().sku(); break;
+    case v1::Operation::kAdjust: sku_code = op.adjust().sku(); break;
+    case v1::Operation::kScrap: sku_code = op.scrap().sku(); break;
+    case v1::Operation::kReserve: sku_code = op.reserve().sku(); break;
+    case v1::Operation::kRelease: sku_code = op.release().sku(); break;
+    case v1::Operation::kConsume: sku_code = op.consume().sku(); break;
+    default: break;
+  }
+  auto sku_or = WSku(sku_code);
+  if (!sku_or.ok()) return sku_or.status();
+  const v1::Sku& sku = **sku_or;
+
+  std::vector<v1::Movement> rows;
+  v1::Movement m;
+  switch (op.op_case()) {
+    case v1::Operation::kReceipt: {
+      if (auto s = BuildReceipt(sku, op.receipt(), &m); !s.ok()) return s;
+      rows.push_back(m);
+      break;
+    }
+    case v1::Operation::kMove: {
+      const auto& r = op.move();
+      if (auto s = WBin(r.from_bin()); !s.ok()) return s;
+      if (auto s = WBin(r.to_bin()); !s.ok()) return s;
+      if (r.from_bin() == r.to_bin()) {
+        return absl::InvalidArgumentError("from_bin and to_bin are the same");
+      }
+      if (r.quantity() <= 0) return absl::InvalidArgumentError("quantity must be positive");
+      if (auto s = CheckLot(sku, r.lot()); !s.ok()) return s;
+      if (auto s = CheckSerials(sku, r.quantity(), r.serials()); !s.ok()) return s;
+      auto expiry = ResolveLot(sku, r.lot(), "", /*may_create=*/false);
+      if (!expiry.ok()) return expiry.status();
+      m.set_type(v1::MOVE);
+      m.set_bin(r.from_bin());
+      m.set_to_bin(r.to_bin());
+      m.set_lot(r.lot());
+      m.set_expiry(*expiry);
+      m.set_quantity(r.quantity());
+      *m.mutable_serials() = r.serials();
+      m.set_reference(r.reference());
+      m.set_reason(r.reason());
+      rows.push_back(m);
+      break;
+    }
+    case v1::Operation::kAdjust: {
+      const auto& r = op.adjust();
+      if (auto s = WBin(r.bin()); !s.ok()) return s;
+      if (auto s = CheckAdjustment(r.reason(), r.quantity()); !s.ok()) return s;
+      if (auto s = CheckLot(sku, r.lot()); !s.ok()) return s;
+      if (auto s = CheckSerials(sku, r.quantity(), r.serials()); !s.ok()) return s;
+      auto expiry = ResolveLot(sku, r.lot(), r.expiry(), /*may_create=*/r.quantity() > 0);
+      if (!expiry.ok()) return expiry.status();
+      m.set_type(v1::ADJUSTMENT);
+      m.set_bin(r.bin());
+      m.set_lot(r.lot());
+      m.set_expiry(*expiry);
+      m.set_quantity(r.quantity());
+      *m.mutable_serials() = r.serials();
+      m.set_reason(r.reason());
+      m.set_reference(r.reference());
+      rows.push_back(m);
+      break;
+    }
+    case v1::Operation::kScrap: {
+      const auto& r = op.scrap();
+      if (auto s = WBin(r.bin()); !s.ok()) return s;
+      if (r.quantity() <= 0) return absl::InvalidArgumentError("quantity must be positive");
+      if (auto s = CheckLot(sku, r.lot()); !s.ok()) return s;
+      if (auto s = CheckSerials(sku, r.quantity(), r.serials()); !s.ok()) return s;
+      auto expiry = ResolveLot(sku, r.lot(), "", /*may_create=*/false);
+      if (!expiry.ok()) return expiry.status();
+      m.set_type(v1::SCRAP);
+      m.set_bin(r.bin());
+      m.set_lot(r.lot());
+      m.set_expiry(*expiry);
+      m.set_quantity(r.quantity());
+      *m.mutable_serials() = r.serials();
+      m.set_reason(r.reason());
+      m.set_reference(r.reference());
+      rows.push_back(m);
+      break;
+    }
+    case v1::Operation::kReserve: {
+      const auto& r = op.reserve();
+      if (auto s = CheckCode("reference", r.reference()); !s.ok()) return s;
+      if (r.quantity() <= 0) return absl::InvalidArgumentError("quantity must be positive");
+      auto atp = AtpFrom(*w_, sku.code());
+      if (!atp.ok()) return atp.status();
+      if (r.quantity() > atp->available()) {
+        return absl::FailedPreconditionError(
+            StrCat("insufficient available-to-promise for SKU '", sku.code(), "': available ",
+                   std::max<int64_t>(0, atp->available()), ", requested ", r.quantity()));
+      }
+      m.set_type(v1::RESERVE);
+      m.set_quantity(r.quantity());
+      m.set_reference(r.reference());
+      rows.push_back(m);
+      break;
+    }
+    case v1::Operation::kRelease:
+    case v1::Operation::kConsume: {
+      const bool release = op.op_case() == v1::Operation::kRelease;
+      const std::string& reference =
+          release ? op.release().reference() : op.consume().reference();
+      int64_t quantity = release ? op.release().quantity() : op.consume().quantity();
+      if (auto s = CheckCode("reference", reference); !s.ok()) return s;
+      auto q = w_->Get("SELECT quantity FROM reservations WHERE sku = ? AND reference = ?");
+      q->bind(1, sku.code());
+      q->bind(2, reference);
+      if (!q->executeStep()) {
+        return absl::NotFoundError(
+            StrCat("no open reservation '", reference, "' for SKU '", sku.code(), "'"));
+      }
+      const int64_t open = q->getColumn(0).getInt64();
+      if (release && quantity == 0) quantity = open;
+      if (quantity <= 0) return absl::InvalidArgumentError("quantity must be positive");
+      if (quantity > open) {
+        return absl::FailedPreconditionError(StrCat("reservation '", reference, "' of SKU '",
+                                                    sku.code(), "' has only ", open, " open"));
+      }
+      if (release) {
+        m.set_type(v1::RELEASE);
+        m.set_quantity(quantity);
+        m.set_reference(reference);
+        rows.push_back(m);
+      } else {
+        if (auto s = BuildConsume(sku, op.consume(), &rows); !s.ok()) return s;
+      }
+      break;
+    }
+    default:
+      return absl::InvalidArgumentError("empty operation");
+  }
+
+  uint64_t op_seq = 0;
+  for (auto& row : rows) {
+    row.set_sku(sku.code());
+    row.set_operator_id(ctx.operator_id);
+    row.set_request_id(request_id);
+    row.set_op_seq(op_seq);
+    if (auto s = AppendRow(sku, std::move(row), &result); !s.ok()) return s;
+    op_seq = result.movements(0).seq();
+  }
+  if (!request_id.empty()) {
+    auto ins = w_->Get(
+        "INSERT INTO requests(request_id, op_seq, rows, fingerprint) VALUES (?, ?, ?, ?)");
+    ins->bind(1, request_id);
+    ins->bind(2, static_cast<int64_t>(op_seq));
+    ins->bind(3, static_cast<int64_t>(rows.size()));
+    ins->bind(4, static_cast<int64_t>(fingerprint));
+    ins->exec();
+  }
+  if (!result.has_atp()) {  // a move changes no total: read it
+    auto atp = AtpFrom(*w_, sku.code());
+    if (!atp.ok()) return atp.status();
+    *result.mutable_atp() = *atp;
+  }
+  return result;
+}
+
+std::vector<absl::StatusOr<v1::OperationResult>> Ledger::Impl::ApplyBatch(
+    std::span<const WriteItem> items) {
+  std::vector<absl::StatusOr<v1::OperationResult>> results;
+  results.reserve(items.size());
+  std::lock_guard<std::mutex> lock(write_mu_);
+  const uint64_t seq0 = last_seq_, outbox0 = outbox_seq_;
+  try {
+    db::WriteTransaction tx(*wdb_);
+    const bool single = items.size() == 1;
+    for (const WriteItem& item : items) {
+      const uint64_t seq_before = last_seq_, outbox_before = outbox_seq_;
+      if (!single) w_->Get("SAVEPOINT op")->exec();
+      absl::StatusOr<v1::OperationResult> r;
+      try {
+        r = ApplyOne(*item.context, *item.operation);
+      } catch (const std::exception& e) {
+        r = db::FromException(e);
+      }
+      if (!r.ok()) {
+        last_seq_ = seq_before;
+        outbox_seq_ = outbox_before;
+        if (!single) w_->Get("ROLLBACK TO op")->exec();
+      }
+      if (!single) w_->Get("RELEASE op")->exec();
+      results.push_back(std::move(r));
+    }
+    // A single failed operation: roll the whole (empty) transaction back instead of committing.
+    if (single && !results[0].ok()) return results;
+    tx.Commit();
+  } catch (const std::exception& e) {
+    last_seq_ = seq0;
+    outbox_seq_ = outbox0;
+    absl::Status s = db::FromException(e);
+    for (auto& r : results) r = s;
+    while (results.size() < items.size()) results.push_back(s);
+  }
+  return results;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Master data import
+
+absl::StatusOr<int64_t> Ledger::Impl::ImportSkus(std::string_view text) {
+  auto table = csv::Table::FromText(
+      text, {"code"},
+      {"code", "gtin", "name", "unit", "tracking", "expiry_tracked", "allow_negative",
+       "safety_stock"});
+  if (!table.ok()) return table.status();
+  std::vector<std::string> errors;
+  std::vector<v1::Sku> skus;
+  std::unordered_map<std::string, int> seen;
+  for (const auto& row : table->rows()) {
+    auto fail = [&](const std::string& msg) {
+      errors.push_back(StrCat("line ", row.line, ": ", msg));
+    };
+    v1::Sku sku;
+    sku.set_code(table->Get(row, "code"));
+    if (auto s = CheckCode("code", sku.code()); !s.ok()) {
+      fail(std::string(s.message()));
+      continue;
+    }
+    if (auto [it, fresh] = seen.emplace(sku.code(), row.line); !fresh) {
+      fail(StrCat("code '", sku.code(), "' repeats line ", it->second));
+      continue;
+    }
+    sku.set_gtin(table->Get(row, "gtin"));
+    if (!sku.gtin().empty() && !ValidGtin(sku.gtin())) {
+      fail(StrCat("gtin '", sku.gtin(), "' is not a valid GTIN-8/12/13/14"));
+    }
+    sku.set_name(table->Get(row, "name"));
+    sku.set_unit(table->Get(row, "unit").empty() ? "ea" : table->Get(row, "unit"));
+    std::string tracking = table->Get(row, "tracking");
+    if (tracking.empty() || tracking == "none") {
+      sku.set_tracking(v1::TRACKING_NONE);
+    } else if (tracking == "lot") {
+      sku.set_tracking(v1::TRACKING_LOT);
+    } else if (tracking == "serial") {
+      sku.set_tracking(v1::TRACKING_SERIAL);
+    } else {
+      fail(StrCat("tracking '", tracking, "' is not none, lot or serial"));
+    }
+    for (const char* col : {"expiry_tracked", "allow_negative"}) {
+      auto b = ParseBool(table->Get(row, col));
+      if (!b.ok()) {
+        fail(StrCat(col, ": ", b.status().message()));
+        continue;
+      }
+      if (std::string_view(col) == "expiry_tracked") sku.set_expiry_tracked(*b);
+      else sku.set_allow_negative(*b);
+    }
+    if (sku.expiry_tracked() && sku.tracking() == v1::TRACKING_NONE) {
+      fail("expiry_tracked needs tracking lot or serial");
+    }
+    auto safety = ParseInt(table->Get(row, "safety_stock"), 0);
+    if (!safety.ok()) fail(StrCat("safety_stock: ", safety.status().message()));
+    else sku.set_safety_stock(*safety);
+    skus.push_back(std::move(sku));
+  }
+  std::lock_guard<std::mutex> lock(write_mu_);
+  try {
+    db::WriteTransaction tx(*wdb_);
+    for (size_t i = 0; i < skus.size() && errors.size() < 50; ++i) {
+      const v1::Sku& sku = skus[i];
+      auto q = w_->Get(
+          "SELECT s.tracking, s.expiry_tracked, COALESCE(t.on_hand, 0) FROM skus s "
+          "LEFT JOIN sku_totals t ON t.sku = s.code WHERE s.code = ?");
+      q->bind(1, sku.code());
+      if (q->executeStep() && q->getColumn(2).getInt64() != 0 &&
+          (q->getColumn(0).getInt() != sku.tracking() ||
+           (q->getColumn(1).getInt() != 0) != sku.expiry_tracked())) {
+        errors.push_back(StrCat("SKU '", sku.code(),
+                                "': tracking cannot change while stock is on hand"));
+      }
+    }
+    if (!errors.empty()) {
+      if (errors.size() > 20) errors.resize(20);
+      return absl::InvalidArgumentError(
+          StrCat("nothing imported: ", absl::StrJoin(errors, "; ")));
+    }
+    for (const v1::Sku& sku : skus) {
+      auto up = w_->Get(
+          "INSERT INTO skus(code, gtin, name, unit, tracking, expiry_tracked, allow_negative, "
+          "safety_stock, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1) "
+          "ON CONFLICT(code) DO UPDATE SET gtin = excluded.gtin, name = excluded.name, "
+          "unit = excluded.unit, tracking = excluded.tracking, "
+          "expiry_tracked = excluded.expiry_tracked, allow_negative = excluded.allow_negative, "
+          "safety_stock = excluded.safety_stock, version = skus.version + 1");
+      up->bind(1, sku.code());
+      up->bind(2, sku.gtin());
+      up->bind(3, sku.name());
+      up->bind(4, sku.unit());
+      up->bind(5, static_cast<int>(sku.tracking()));
+      up->bind(6, sku.expiry_tracked() ? 1 : 0);
+      up->bind(7, sku.allow_negative() ? 1 : 0);
+      up->bind(8, sku.safety_stock());
+      up->exec();
+    }
+    tx.Commit();
+    sku_cache_.clear();
+  } catch (const std::exception& e) {
+    sku_cache_.clear();
+    return db::FromException(e);
+  }
+  return static_cast<int64_t>(skus.size());
+}
+
+absl::StatusOr<int64_t> Ledger::Impl::ImportBins(std::string_view text) {
+  auto table = csv::Table::FromText(text, {"code"}, {"code", "zone", "walk_order"});
+  if (!table.ok()) return table.status();
+  std::vector<std::string> errors;
+  std::vector<v1::Bin> bins;
+  std::unordered_map<std::string, int> seen;
+  for (const auto& row : table->rows()) {
+    v1::Bin bin;
+    bin.set_code(table->Get(row, "code"));
+    if (auto s = CheckCode("code", bin.code()); !s.ok()) {
+      errors.push_back(StrCat("line ", row.line, ": ", s.message()));
+      continue;
+    }
+    if (auto [it, fresh] = seen.emplace(bin.code(), row.line); !fresh) {
+      errors.push_back(
+          StrCat("line ", row.line, ": code '", bin.code(), "' repeats line ", it->second));
+      continue;
+    }
+    bin.set_zone(table->Get(row, "zone"));
+    auto walk = ParseInt(table->Get(row, "walk_order"), 0);
+    if (!walk.ok()) {
+      errors.push_back(StrCat("line ", row.line, ": walk_order: ", walk.status().message()));
+    } else {
+      bin.set_walk_order(*walk);
+    }
+    bins.push_back(std::move(bin));
+  }
+  if (!errors.empty()) {
+    if (errors.size() > 20) errors.resize(20);
+    return absl::InvalidArgumentError(StrCat("nothing imported: ", absl::StrJoin(errors, "; ")));
+  }
+  std::lock_guard<std::mutex> lock(write_mu_);
+  try {
+    db::WriteTransaction tx(*wdb_);
+    for (const v1::Bin& bin : bins) {
+      auto up = w_->Get(
+          "INSERT INTO bins(code, zone, walk_order, version) VALUES (?, ?, ?, 1) "
+          "ON CONFLICT(code) DO UPDATE SET zone = excluded.zone, "
+          "walk_order = excluded.walk_order, version = bins.version + 1");
+      up->bind(1, bin.code());
+      up->bind(2, bin.zone());
+      up->bind(3, bin.walk_order());
+      up->exec();
+    }
+    tx.Commit();
+  } catch (const std::exception& e) {
+    return db::FromException(e);
+  }
+  return static_cast<int64_t>(bins.size());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads
+
+absl::StatusOr<v1::Atp> Ledger::Impl::AtpFrom(StmtCache& stmts, const std::string& sku) const {
+  auto q = stmts.Get(
+      "SELECT s.safety_stock, COALESCE(t.on_hand, 0), COALESCE(t.reserved, 0) FROM skus s "
+      "LEFT JOIN sku_totals t ON t.sku = s.code WHERE s.code = ?");
+  q->bind(1, sku);
+  if (!q->executeStep()) return absl::NotFoundError(StrCat("unknown SKU '", sku, "'"));
+  v1::Atp atp;
+  atp.set_sku(sku);
+  atp.set_safety_stock(q->getColumn(0).getInt64());
+  atp.set_on_hand(q->getColumn(1).getInt64());
+  atp.set_reserved(q->getColumn(2).getInt64());
+  atp.set_available(Available(atp.on_hand(), atp.reserved(), atp.safety_stock()));
+  return atp;
+}
+
+absl::StatusOr<v1::VerifyResponse> Ledger::Impl::Verify(ReadConn& c) const {
+  using Key3 = std::tuple<std::string, std::string, std::string>;
+  using Key2 = std::pair<std::string, std::string>;
+  std::map<Key3, int64_t> balances;
+  std::map<std::string, std::pair<int64_t, int64_t>> totals;  // on hand, reserved
+  std::map<Key2, int64_t> reservations;
+  std::map<Key2, std::pair<std::string, std::string>> serials;  // (sku, serial) -> (bin, lot)
+  v1::VerifyResponse out;
+  SQLite::Transaction snapshot(*c.db);  // one consistent read snapshot
+  {
+    SQLite::Statement q(*c.db, StrCat("SELECT ", kMovementColumns, " FROM movements ORDER BY seq"));
+    v1::Movement m;
+    uint64_t expect = 1;
+    while (q.executeStep()) {
+      m.Clear();
+      ReadMovement(q, &m);
+      if (m.seq() != expect) {
+        auto* d = out.add_differences();
+        d->set_what("sequence");
+        d->set_key(StrCat("seq ", expect));
+        d->set_stored(m.seq());
+        d->set_recomputed(expect);
+      }
+      expect = m.seq() + 1;
+      out.set_movements(out.movements() + 1);
+      MovementEffects fx = EffectsOf(m);
+      auto& t = totals[m.sku()];
+      for (int i = 0; i < fx.stock_count; ++i) {
+        balances[{m.sku(), fx.stock[i].bin, m.lot()}] += fx.stock[i].delta;
+        t.first += fx.stock[i].delta;
+        for (const auto& s : m.serials()) {
+          if (fx.stock[i].delta < 0) serials.erase({m.sku(), s});
+          else serials[{m.sku(), s}] = {fx.stock[i].bin, m.lot()};
+        }
+      }
+      if (fx.reserved_delta != 0) {
+        reservations[{m.sku(), m.reference()}] += fx.reserved_delta;
+        t.second += fx.reserved_delta;
+      }
+    }
+  }
+  auto diff = [&](const char* what, std::string key, int64_t stored, int64_t recomputed) {
+    if (stored == recomputed) return;
+    if (out.differences_size() >= 1000) return;
+    auto* d = out.add_differences();
+    d->set_what(what);
+    d->set_key(std::move(key));
+    d->set_stored(stored);
+    d->set_recomputed(recomputed);
+  };
+  {
+    std::map<Key3, int64_t> stored;
+    SQLite::Statement q(*c.db, "SELECT sku, bin, lot, on_hand FROM balances");
+    while (q.executeStep()) {
+      stored[{q.getColumn(0).getString(), q.getColumn(1).getString(),
+              q.getColumn(2).getString()}] = q.getColumn(3).getInt64();
+    }
+    out.set_balances(stored.size());
+    for (auto& [k, v] : balances) {
+      auto it = stored.find(k);
+      diff("balance", StrCat(std::get<0>(k), "/", std::get<1>(k), "/", std::get<2>(k)),
+           it == stored.end() ? 0 : it->second, v);
+      if (it != stored.end()) stored.erase(it);
+    }
+    for (auto& [k, v] : stored) {
+      diff("balance", StrCat(std::get<0>(k), "/", std::get<1>(k), "/", std::get<2>(k)), v, 0);
+    }
+  }
+  {
+    std::map<std::string, std::pair<int64_t, int64_t>> stored;
+    SQLite::Statement q(*c.db, "SELECT sku, on_hand, reserved FROM sku_totals");
+    while (q.executeStep()) {
+      stored[q.getColumn(0).getString()] = {q.getColumn(1).getInt64(), q.getColumn(2).getInt64()};
+    }
+    for (auto& [sku, v] : totals) {
+      auto s = stored.count(sku) ? stored[sku] : std::pair<int64_t, int64_t>{0, 0};
+      diff("on_hand", sku, s.first, v.first);
+      diff("reserved", sku, s.second, v.second);
+      stored.erase(sku);
+    }
+    for (auto& [sku, v] : stored) {
+      diff("on_hand", sku, v.first, 0);
+      diff("reserved", sku, v.second, 0);
+    }
+  }
+  {
+    std::map<Key2, int64_t> stored;
+    SQLite::Statement q(*c.db, "SELECT sku, reference, quantity FROM reservations");
+    while (q.executeStep()) {
+      stored[{q.getColumn(0).getString(), q.getColumn(1).getString()}] = q.getColumn(2).getInt64();
+    }
+    for (auto& [k, v] : reservations) {
+      auto it = stored.find(k);
+      diff("reservation", StrCat(k.first, "/", k.second), it == stored.end() ? 0 : it->second, v);
+      if (it != stored.end()) stored.erase(it);
+    }
+    for (auto& [k, v] : stored) diff("reservation", StrCat(k.first, "/", k.second), v, 0);
+  }
+  {
+    std::map<Key2, std::pair<std::string, std::string>> stored;
+    SQLite::Statement q(*c.db, "SELECT sku, serial, bin, lot FROM serials");
+    while (q.executeStep()) {
+      stored[{q.getColumn(0).getString(), q.getColumn(1).getString()}] = {
+          q.getColumn(2).getString(), q.getColumn(3).getString()};
+    }
+    for (auto& [k, v] : serials) {
+      auto it = stored.find(k);
+      diff("serial", StrCat(k.first, "/", k.second, " in ", v.first),
+           it != stored.end() && it->second == v ? 1 : 0, 1);
+      if (it != stored.end()) stored.erase(it);
+    }
+    for (auto& [k, v] : stored) diff("serial", StrCat(k.first, "/", k.second, " in ", v.first), 1, 0);
+  }
+  out.set_ok(out.differences_size() == 0);
+  return out;
+}
+
+absl::Status Ledger::Impl::TrimOutbox(uint64_t acked) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  if (acked > outbox_seq_) {
+    return absl::InvalidArgumentError(
+        StrCat("ack ", acked, " is beyond the last event ", outbox_seq_.load()));
+  }
+  if (acked <= outbox_acked_) return absl::OkStatus();
+  try {
+    db::WriteTransaction tx(*wdb_);
+    auto del = w_->Get("DELETE FROM outbox WHERE seq <= ?");
+    del->bind(1, static_cast<int64_t>(acked));
+    del->exec();
+    auto up = w_->Get("UPDATE meta SET value = ? WHERE key = 'outbox_acked'");
+    up->bind(1, std::to_string(acked));
+    up->exec();
+    tx.Commit();
+    outbox_acked_ = acked;
+  } catch (const std::exception& e) {
+    return db::FromException(e);
+  }
+  return absl::OkStatus();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Ledger
+
+Ledger::Ledger(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Ledger::~Ledger() = default;
+
+absl::StatusOr<std::unique_ptr<Ledger>> Ledger::Open(const LedgerOptions& options) {
+  auto impl = std::make_unique<Impl>(options);
+  if (auto s = impl->Init(); !s.ok()) return s;
+  return std::unique_ptr<Ledger>(new Ledger(std::move(impl)));
+}
+
+absl::StatusOr<v1::OperationResult> Ledger::Apply(const RequestContext& context,
+                                                  const v1::Operation& operation) {
+  WriteItem item{&context, &operation};
+  return std::move(impl_->ApplyBatch(std::span<const WriteItem>(&item, 1))[0]);
+}
+
+std::vector<absl::StatusOr<v1::OperationResult>> Ledger::ApplyBatch(
+    std::span<const WriteItem> items) {
+  return impl_->ApplyBatch(items);
+}
+
+absl::StatusOr<int64_t> Ledger::ImportSkus(std::string_view csv_text) {
+  return impl_->ImportSkus(csv_text);
+}
+absl::StatusOr<int64_t> Ledger::ImportBins(std::string_view csv_text) {
+  return impl_->ImportBins(csv_text);
+}
+
+absl::StatusOr<v1::Sku> Ledger::GetSku(const std::string& code) const {
+  return impl_->Read([&](ReadConn& c) -> absl::StatusOr<v1::Sku> {
+    auto q = c.stmts->Get("SELECT code, gtin, name, unit, tracking, expiry_tracked, "
+                          "allow_negative, safety_stock, version FROM skus WHERE code = ?");
+    q->bind(1, code);
+    if (!q->executeStep()) return absl::NotFoundError(StrCat("unknown SKU '", code, "'"));
+    v1::Sku sku;
+    ReadSku(*q, &sku);
+    return sku;
+  });
+}
+
+absl::StatusOr<v1::SkusResponse> Ledger::ListSkus(const std::string& after,
+                                                   uint32_t limit) const {
+  limit = std::clamp<uint32_t>(limit, 1, 1000);
+  return impl_->Read([&](ReadConn& c) -> absl::StatusOr<v1::SkusResponse> {
+    auto q = c.stmts->Get("SELECT code, gtin, name, unit, tracking, expiry_tracked, "
+                          "allow_negative, safety_stock, version FROM skus WHERE code > ? "
+                          "ORDER BY code LIMIT ?");
+    q->bind(1, after);
+    q->bind(2, static_cast<int>(limit));
+    v1::SkusResponse out;
+    while (q->executeStep()) ReadSku(*q, out.add_skus());
+    return out;
+  });
+}
+
+absl::StatusOr<v1::BinsResponse> Ledger::ListBins() const {
+  return impl_->Read([&](ReadConn& c) -> absl::StatusOr<v1::BinsResponse> {
+    auto q = c.stmts->Get(
+        "SELECT code, zone, walk_order, version FROM bins ORDER BY walk_order, code");
+    v1::BinsResponse out;
+    while (q->executeStep()) {
+      auto* b = out.add_bins();
+      b->set_code(q->getColumn(0).getString());
+      b->set_zone(q->getColumn(1).getString());
+      b->set_walk_order(q->getColumn(2).getInt64());
+      b->set_version(q->getColumn(3).getInt64());
+    }
+    return out;
+  });
+}
+
+absl::StatusOr<v1::Atp> Ledger::GetAtp(const std::string& sku) const {
+  return impl_->Read([&](ReadConn& c) { return impl_->AtpFrom(*c.stmts, sku); });
+}
+
+absl::StatusOr<v1::StockResponse> Ledger::GetStock(const std::string& sku,
+                                                   const std::string& bin) const {
+  if (sku.empty() && bin.empty()) return absl::InvalidArgumentError("name a sku or a bin");
+  return impl_->Read([&](ReadConn& c) -> absl::StatusOr<v1::StockResponse> {
+    v1::StockResponse out;
+    SQLite::Transaction snapshot(*c.db);
+    if (!sku.empty()) {
+      auto atp = impl_->AtpFrom(*c.stmts, sku);
+      if (!atp.ok()) return atp.status();
+      *out.mutable_atp() = *atp;
+    }
+    if (!bin.empty()) {
+      auto q = c.stmts->Get("SELECT 1 FROM bins WHERE code = ?");
+      q->bind(1, bin);
+      if (!q->executeStep()) return absl::NotFoundError(StrCat("unknown bin '", bin, "'"));
+    }
+    std::string sql =
+        "SELECT b.sku, b.bin, b.lot, COALESCE(l.expiry, ''), b.on_hand FROM balances b "
+        "LEFT JOIN lots l ON l.sku = b.sku AND l.lot = b.lot "
+        "LEFT JOIN bins n ON n.code = b.bin WHERE 1";
+    if (!sku.empty()) sql += " AND b.sku = ?1";
+    if (!bin.empty()) sql += " AND b.bin = ?2";
+    sql += " ORDER BY b.sku, n.walk_order, b.bin, b.lot";
+    SQLite::Statement q(*c.db, sql);
+    if (!sku.empty()) q.bind(1, sku);
+    if (!bin.empty()) q.bind(2, bin);
+    while (q.executeStep()) {
+      auto* b = out.add_balances();
+      b->set_sku(q.getColumn(0).getString());
+      b->set_bin(q.getColumn(1).getString());
+      b->set_lot(q.getColumn(2).getString());
+      b->set_expiry(q.getColumn(3).getString());
+      b->set_on_hand(q.getColumn(4).getInt64());
+    }
+    return out;
+  });
+}
+
+absl::StatusOr<v1::MovementsResponse> Ledger::ListMovements(const MovementFilter& f) const {
+  const uint32_t limit = std::clamp<uint32_t>(f.limit == 0 ? 100 : f.limit, 1, 1000);
+  return impl_->Read([&](ReadConn& c) -> absl::StatusOr<v1::MovementsResponse> {
+    std::string sql = StrCat("SELECT ", kMovementColumns, " FROM movements WHERE seq > ?1");
+    if (!f.sku.empty()) sql += " AND sku = ?2";
+    if (!f.bin.empty()) sql += " AND (bin = ?3 OR to_bin = ?3)";
+    if (!f.lot.empty()) sql += " AND lot = ?4";
+    if (!f.reference.empty()) sql += " AND reference = ?5";
+    if (!f.operator_id.empty()) sql += " AND operator = ?6";
+    if (f.type != v1::MOVEMENT_TYPE_UNSPECIFIED) sql += " AND type = ?7";
+    sql += " ORDER BY seq LIMIT ?8";
+    SQLite::Statement q(*c.db, sql);
+    q.bind(1, static_cast<int64_t>(f.after_seq));
+    if (!f.sku.empty()) q.bind(2, f.sku);
+    if (!f.bin.empty()) q.bind(3, f.bin);
+    if (!f.lot.empty()) q.bind(4, f.lot);
+    if (!f.reference.empty()) q.bind(5, f.reference);
+    if (!f.operator_id.empty()) q.bind(6, f.operator_id);
+    if (f.type != v1::MOVEMENT_TYPE_UNSPECIFIED) q.bind(7, static_cast<int>(f.type));
+    q.bind(8, static_cast<int>(limit + 1));
+    v1::MovementsResponse out;
+    while (q.executeStep()) {
+      if (static_cast<uint32_t>(out.movements_size()) == limit) {
+        out.set_next_after_seq(out.movements(out.movements_size() - 1).seq());
+        break;
+      }
+      ReadMovement(q, out.add_movements());
+    }
+    return out;
+  });
+}
+
+absl::StatusOr<v1::ReservationsResponse> Ledger::ListReservations(const std::string& sku) const {
+  return impl_->Read([&](ReadConn& c) -> absl::StatusOr<v1::ReservationsResponse> {
+    SQLite::Statement q(*c.db, sku.empty()
+                                   ? "SELECT sku, reference, quantity FROM reservations "
+                                     "ORDER BY sku, reference LIMIT 10000"
+                                   : "SELECT sku, reference, quantity FROM reservations "
+                                     "WHERE sku = ? ORDER BY reference");
+    if (!sku.empty()) q.bind(1, sku);
+    v1::ReservationsResponse out;
+    while (q.executeStep()) {
+      auto* r = out.add_reservations();
+      r->set_sku(q.getColumn(0).getString());
+      r->set_reference(q.getColumn(1).getString());
+      r->set_quantity(q.getColumn(2).getInt64());
+    }
+    return out;
+  });
+}
+
+absl::StatusOr<v1::VerifyResponse> Ledger::Verify() const {
+  return impl_->Read([&](ReadConn& c) { return impl_->Verify(c); });
+}
+
+v1::NodeStatus Ledger::Status() const {
+  v1::NodeStatus s;
+  s.set_node_id(impl_->node_id_);
+  s.set_epoch(impl_->epoch_);
+  s.set_last_seq(impl_->last_seq_);
+  s.set_outbox_depth(OutboxDepth());
+  s.set_hlc(impl_->hlc_.Last());
+  return s;
+}
+
+uint64_t Ledger::LastSeq() const { return impl_->last_seq_; }
+uint64_t Ledger::OutboxDepth() const { return impl_->outbox_seq_ - impl_->outbox_acked_; }
+
+absl::StatusOr<std::vector<v1::Event>> Ledger::ReadOutbox(uint64_t after_seq,
+                                                          uint32_t limit) const {
+  return impl_->Read([&](ReadConn& c) -> absl::StatusOr<std::vector<v1::Event>> {
+    auto q = c.stmts->Get("SELECT payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?");
+    q->bind(1, static_cast<int64_t>(after_seq));
+    q->bind(2, static_cast<int>(limit));
+    std::vector<v1::Event> out;
+    while (q->executeStep()) {
+      auto col = q->getColumn(0);
+      v1::Event e;
+      if (!e.ParseFromArray(col.getBlob(), col.getBytes())) {
+        return absl::DataLossError("corrupt outbox event");
+      }
+      out.push_back(std::move(e));
+    }
+    return out;
+  });
+}
+
+absl::Status Ledger::TrimOutbox(uint64_t acked_seq) { return impl_->TrimOutbox(acked_seq); }
+
+}  // namespace depot::node

@@ -1,0 +1,103 @@
+// The node's stock ledger: an append-only log of movements in SQLite with balances,
+// reservations, serials and the outbox derived in the same transaction.
+//
+// Contract:
+// - Every write is one SQLite transaction: the movement rows (immutable, gap-free seq), their
+//   outbox events (gap-free seq per (node, epoch)), balances, SKU totals, reservations, serials
+//   and the idempotency record commit together or not at all.
+// - Writes are serialized internally (one writer); reads run concurrently on their own
+//   connections and see only committed state. All methods are thread-safe.
+// - Nothing is acknowledged before its commit: Apply/ApplyBatch return only after COMMIT.
+// - Errors: InvalidArgument (bad request), NotFound (unknown SKU/bin/reservation),
+//   FailedPrecondition (insufficient stock or ATP, serial state, central-owned data),
+//   AlreadyExists (request_id reused with different content), Internal/Unavailable (storage).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "common/clock.h"
+#include "common/request_context.h"
+#include "depot/v1/node_api.pb.h"
+
+namespace depot::node {
+
+struct LedgerOptions {
+  std::string path;                       // SQLite file (created when missing)
+  std::string node_id;                    // must match the one stored in an existing database
+  bool durable = true;                    // synchronous=FULL (else NORMAL)
+  const Clock* clock = &SystemClock();
+  int read_connections = 4;               // pool size for concurrent readers
+};
+
+struct MovementFilter {
+  std::string sku, bin, lot, reference, operator_id;
+  v1::MovementType type = v1::MOVEMENT_TYPE_UNSPECIFIED;
+  uint64_t after_seq = 0;                 // page start (exclusive)
+  uint32_t limit = 100;                   // 1..1000
+};
+
+// One queued write for ApplyBatch.
+struct WriteItem {
+  const RequestContext* context;
+  const v1::Operation* operation;
+};
+
+class Ledger {
+ public:
+  static absl::StatusOr<std::unique_ptr<Ledger>> Open(const LedgerOptions& options);
+  ~Ledger();
+  Ledger(const Ledger&) = delete;
+  Ledger& operator=(const Ledger&) = delete;
+
+  // One operation in its own durable transaction.
+  absl::StatusOr<v1::OperationResult> Apply(const RequestContext& context,
+                                            const v1::Operation& operation);
+  // Several operations in ONE durable transaction (group commit). Each runs in a savepoint: a
+  // failing operation is rolled back alone and gets its error; the others commit together. If
+  // the commit itself fails, every result is that error.
+  std::vector<absl::StatusOr<v1::OperationResult>> ApplyBatch(std::span<const WriteItem> items);
+
+  // Master data from CSV (until central replicates it). All rows or nothing; errors name the
+  // line. SKU columns: code,gtin,name,unit,tracking,expiry_tracked,allow_negative,safety_stock.
+  // Bin columns: code,zone,walk_order. Existing codes are updated; returns the row count.
+  absl::StatusOr<int64_t> ImportSkus(std::string_view csv_text);
+  absl::StatusOr<int64_t> ImportBins(std::string_view csv_text);
+
+  absl::StatusOr<v1::Sku> GetSku(const std::string& code) const;
+  absl::StatusOr<v1::SkusResponse> ListSkus(const std::string& after, uint32_t limit) const;
+  absl::StatusOr<v1::BinsResponse> ListBins() const;
+
+  absl::StatusOr<v1::Atp> GetAtp(const std::string& sku) const;
+  // Balances of one SKU by bin and lot (or, with sku empty, of one bin), plus the SKU's ATP.
+  absl::StatusOr<v1::StockResponse> GetStock(const std::string& sku, const std::string& bin) const;
+  absl::StatusOr<v1::MovementsResponse> ListMovements(const MovementFilter& filter) const;
+  absl::StatusOr<v1::ReservationsResponse> ListReservations(const std::string& sku) const;
+
+  // Recomputes balances, totals, reservations and serials from the movements (in one read
+  // snapshot) and reports every difference from the stored ones.
+  absl::StatusOr<v1::VerifyResponse> Verify() const;
+
+  v1::NodeStatus Status() const;
+  uint64_t LastSeq() const;        // number of movements (seq is gap-free from 1)
+  uint64_t OutboxDepth() const;    // events not yet acknowledged by central
+
+  // Outbox access for the sync engine: events with seq > after_seq, in order.
+  absl::StatusOr<std::vector<v1::Event>> ReadOutbox(uint64_t after_seq, uint32_t limit) const;
+  // Deletes events up to and including acked_seq (central has applied them).
+  absl::Status TrimOutbox(uint64_t acked_seq);
+
+  class Impl;
+
+ private:
+  explicit Ledger(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace depot::node

@@ -1,0 +1,88 @@
+// depot-node: parses flags and wires the ledger, the group committer and the HTTP API.
+#include <signal.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "common/http_server.h"
+#include "common/logging.h"
+#include "common/metrics.h"
+#include "node/group_commit.h"
+#include "node/http_api.h"
+#include "node/ledger.h"
+#include "spdlog/spdlog.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"depot-node: a Depot site's stock ledger and local API"};
+  std::string db_path = "depot-node.db", node_id, host = "127.0.0.1", port_file,
+              sync = "full", log_level = "info";
+  int port = 7070, threads = 2;
+  size_t max_body = 1 << 20;
+  app.set_config("--config", "", "read options from a TOML/INI file");
+  app.add_option("--db", db_path, "SQLite database file")->capture_default_str();
+  app.add_option("--node-id", node_id, "this site's node id (stored on first start)");
+  app.add_option("--host", host, "address to listen on")->capture_default_str();
+  app.add_option("--port", port, "HTTP port (0 picks a free one)")
+      ->capture_default_str()->check(CLI::Range(0, 65535));
+  app.add_option("--port-file", port_file, "write the bound port to this file");
+  app.add_option("--threads", threads, "HTTP I/O threads")->capture_default_str()
+      ->check(CLI::Range(1, 64));
+  app.add_option("--sync", sync, "SQLite synchronous mode: full (durable) or normal")
+      ->capture_default_str()->check(CLI::IsMember({"full", "normal"}));
+  app.add_option("--max-body", max_body, "largest accepted request body in bytes")
+      ->capture_default_str();
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  depot::InitLogging(log_level, "depot-node");
+
+  // Block termination signals before any thread starts; main waits for them below.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  auto ledger = depot::node::Ledger::Open(
+      {.path = db_path, .node_id = node_id, .durable = sync == "full"});
+  if (!ledger.ok()) {
+    std::cerr << "depot-node: " << ledger.status().message() << "\n";
+    return 1;
+  }
+  depot::metrics::Registry registry;
+  depot::node::GroupCommitter committer(ledger->get());
+  depot::node::NodeHttpApi api(ledger->get(), &committer, &registry);
+
+  depot::http::ServerOptions options;
+  options.host = host;
+  options.port = static_cast<uint16_t>(port);
+  options.threads = threads;
+  options.max_body_bytes = max_body;
+  auto server = depot::http::Server::Start(
+      options, [&api](depot::http::Request&& req, depot::http::Responder respond) {
+        api.Handle(std::move(req), std::move(respond));
+      });
+  if (!server.ok()) {
+    std::cerr << "depot-node: " << server.status().message() << "\n";
+    return 1;
+  }
+  const auto status = (*ledger)->Status();
+  spdlog::info("node '{}' (epoch {}) listening on http://{}:{} with {} movements", status.node_id(),
+               status.epoch(), host, (*server)->port(), status.last_seq());
+  if (!port_file.empty()) {
+    std::string tmp = port_file + ".tmp";
+    std::ofstream(tmp) << (*server)->port() << "\n";
+    std::rename(tmp.c_str(), port_file.c_str());
+  }
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  spdlog::info("signal {}: shutting down", sig);
+  (*server)->Stop();
+  committer.Stop();
+  return 0;
+}
