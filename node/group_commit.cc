@@ -5,7 +5,10 @@
 namespace depot::node {
 
 GroupCommitter::GroupCommitter(Ledger* ledger, size_t max_batch)
-    : ledger_(ledger), max_batch_(max_batch), thread_([this] { Run(); }) {}
+    : ledger_(ledger),
+      max_batch_(max_batch),
+      thread_([this] { Run(); }),
+      completion_thread_([this] { Complete(); }) {}
 
 GroupCommitter::~GroupCommitter() { Stop(); }
 
@@ -16,6 +19,26 @@ void GroupCommitter::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  {
+    std::lock_guard<std::mutex> lock(done_mu_);
+    writer_done_ = true;
+  }
+  done_cv_.notify_all();
+  if (completion_thread_.joinable()) completion_thread_.join();
+}
+
+void GroupCommitter::Complete() {
+  std::deque<Finished> mine;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(done_mu_);
+      done_cv_.wait(lock, [&] { return writer_done_ || !finished_.empty(); });
+      if (finished_.empty()) return;  // writer stopped and everything answered
+      mine.swap(finished_);
+    }
+    for (auto& f : mine) f.done(std::move(f.result));
+    mine.clear();
+  }
 }
 
 void GroupCommitter::Submit(RequestContext context, v1::Operation operation, Done done) {
@@ -48,7 +71,13 @@ void GroupCommitter::Run() {
     auto results = ledger_->ApplyBatch(items);
     batches_.fetch_add(1, std::memory_order_relaxed);
     operations_.fetch_add(batch.size(), std::memory_order_relaxed);
-    for (size_t i = 0; i < batch.size(); ++i) batch[i].done(std::move(results[i]));
+    {
+      std::lock_guard<std::mutex> lock(done_mu_);
+      for (size_t i = 0; i < batch.size(); ++i) {
+        finished_.push_back(Finished{std::move(batch[i].done), std::move(results[i])});
+      }
+    }
+    done_cv_.notify_one();
     batch.clear();
   }
 }

@@ -1,6 +1,7 @@
 // Group commit: operations submitted concurrently (e.g. by many HTTP clients) are applied in
 // shared transactions by one writer thread, so one fsync covers many operations. No callback runs
-// before the transaction holding its operation has committed.
+// before the transaction holding its operation has committed. Callbacks run on a completion
+// thread, in submission order, so answering (JSON, sockets) never delays the next transaction.
 #pragma once
 
 #include <condition_variable>
@@ -22,7 +23,7 @@ class GroupCommitter {
   explicit GroupCommitter(Ledger* ledger, size_t max_batch = 1024);
   ~GroupCommitter();  // applies what is queued, then stops
 
-  // Queues an operation; done is called exactly once, on the writer thread, after commit (or
+  // Queues an operation; done is called exactly once, on the completion thread, after commit (or
   // with the operation's error). After Stop() it is called at once with Unavailable.
   void Submit(RequestContext context, v1::Operation operation, Done done);
   void Stop();
@@ -37,6 +38,11 @@ class GroupCommitter {
     Done done;
   };
   void Run();
+  void Complete();
+  struct Finished {
+    Done done;
+    absl::StatusOr<v1::OperationResult> result;
+  };
 
   Ledger* ledger_;
   const size_t max_batch_;
@@ -45,7 +51,12 @@ class GroupCommitter {
   std::deque<Item> queue_;
   bool stopping_ = false;
   std::atomic<uint64_t> batches_{0}, operations_{0};
+  std::mutex done_mu_;
+  std::condition_variable done_cv_;
+  std::deque<Finished> finished_;
+  bool writer_done_ = false;
   std::thread thread_;
+  std::thread completion_thread_;
 };
 
 }  // namespace depot::node

@@ -866,6 +866,11 @@ absl::StatusOr<v1::OperationResult> Ledger::Impl::ApplyOne(const RequestContext&
 
   uint64_t op_seq = 0;
   for (auto& row : rows) {
+    if (!row.lot().empty() && row.expiry().empty()) {  // every row carries its lot's expiry
+      auto expiry = ResolveLot(sku, row.lot(), "", /*may_create=*/false);
+      if (!expiry.ok()) return expiry.status();
+      row.set_expiry(*expiry);
+    }
     row.set_sku(sku.code());
     row.set_operator_id(ctx.operator_id);
     row.set_request_id(request_id);

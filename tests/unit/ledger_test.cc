@@ -244,6 +244,7 @@ TEST_CASE_METHOD(Fixture, "consume draws first-expiry-first-out across lots and 
   REQUIRE(c->movements_size() == 3);
   // EARLY in A1 (walk 1) and B1 (walk 3), then MID.
   CHECK(c->movements(0).lot() == "EARLY");
+  CHECK(c->movements(0).expiry() == "2030-01-01");  // every row carries its lot's expiry
   CHECK(c->movements(0).bin() == "A1");
   CHECK(c->movements(0).quantity() == 1);
   CHECK(c->movements(1).lot() == "EARLY");
