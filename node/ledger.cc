@@ -66,8 +66,9 @@ CREATE TABLE serials(sku TEXT NOT NULL, serial TEXT NOT NULL, bin TEXT NOT NULL,
 CREATE TABLE requests(request_id TEXT PRIMARY KEY, op_seq INTEGER NOT NULL, rows INTEGER NOT NULL,
   fingerprint INTEGER NOT NULL) WITHOUT ROWID;
 
--- Events for central, trimmed when acknowledged (meta 'outbox_acked').
-CREATE TABLE outbox(seq INTEGER PRIMARY KEY, payload BLOB NOT NULL);
+-- Events for central, trimmed when acknowledged (meta 'outbox_acked'). A movement event refers
+-- to its ledger row (no copy); other kinds of events carry a serialized depot.v1.Event.
+CREATE TABLE outbox(seq INTEGER PRIMARY KEY, movement_seq INTEGER, payload BLOB);
 )sql"},
 };
 
@@ -132,26 +133,27 @@ bool LotAllowed(const v1::Sku& sku) {
          sku.expiry_tracked();
 }
 
-void ReadMovement(SQLite::Statement& q, v1::Movement* m) {
-  // Column order of kMovementColumns.
-  m->set_seq(q.getColumn(0).getInt64());
-  m->set_op_seq(q.getColumn(1).getInt64());
-  m->set_hlc(q.getColumn(2).getInt64());
-  m->set_type(static_cast<v1::MovementType>(q.getColumn(3).getInt()));
-  m->set_sku(q.getColumn(4).getString());
-  m->set_bin(q.getColumn(5).getString());
-  m->set_to_bin(q.getColumn(6).getString());
-  m->set_lot(q.getColumn(7).getString());
-  m->set_expiry(q.getColumn(8).getString());
-  m->set_quantity(q.getColumn(9).getInt64());
-  std::string serials = q.getColumn(10).getString();
+// Reads the columns of kMovementColumns, starting at column `first`.
+void ReadMovement(SQLite::Statement& q, v1::Movement* m, int first = 0) {
+  auto col = [&](int i) { return q.getColumn(first + i); };
+  m->set_seq(col(0).getInt64());
+  m->set_op_seq(col(1).getInt64());
+  m->set_hlc(col(2).getInt64());
+  m->set_type(static_cast<v1::MovementType>(col(3).getInt()));
+  m->set_sku(col(4).getString());
+  m->set_bin(col(5).getString());
+  m->set_to_bin(col(6).getString());
+  m->set_lot(col(7).getString());
+  m->set_expiry(col(8).getString());
+  m->set_quantity(col(9).getInt64());
+  std::string serials = col(10).getString();
   if (!serials.empty()) {
     for (auto s : absl::StrSplit(serials, '\n')) m->add_serials(std::string(s));
   }
-  m->set_reason(q.getColumn(11).getString());
-  m->set_reference(q.getColumn(12).getString());
-  m->set_operator_id(q.getColumn(13).getString());
-  m->set_request_id(q.getColumn(14).getString());
+  m->set_reason(col(11).getString());
+  m->set_reference(col(12).getString());
+  m->set_operator_id(col(13).getString());
+  m->set_request_id(col(14).getString());
 }
 
 constexpr const char* kMovementColumns =
@@ -562,31 +564,25 @@ absl::Status Ledger::Impl::AppendRow(const v1::Sku& sku, v1::Movement m,
   ins->bind(2, static_cast<int64_t>(m.op_seq()));
   ins->bind(3, static_cast<int64_t>(m.hlc()));
   ins->bind(4, static_cast<int>(m.type()));
-  ins->bind(5, m.sku());
-  ins->bind(6, m.bin());
-  ins->bind(7, m.to_bin());
-  ins->bind(8, m.lot());
-  ins->bind(9, m.expiry());
+  const std::string serials = JoinSerials(m.serials());
+  ins->bindNoCopy(5, m.sku());  // the strings outlive exec(): no copies
+  ins->bindNoCopy(6, m.bin());
+  ins->bindNoCopy(7, m.to_bin());
+  ins->bindNoCopy(8, m.lot());
+  ins->bindNoCopy(9, m.expiry());
   ins->bind(10, m.quantity());
-  ins->bind(11, JoinSerials(m.serials()));
-  ins->bind(12, m.reason());
-  ins->bind(13, m.reference());
-  ins->bind(14, m.operator_id());
-  ins->bind(15, m.request_id());
+  ins->bindNoCopy(11, serials);
+  ins->bindNoCopy(12, m.reason());
+  ins->bindNoCopy(13, m.reference());
+  ins->bindNoCopy(14, m.operator_id());
+  ins->bindNoCopy(15, m.request_id());
   ins->exec();
 
-  // The outbox event, in the same transaction.
-  v1::Event event;
+  // The outbox event, in the same transaction; it refers to the movement row.
   const uint64_t event_seq = outbox_seq_.load() + 1;
-  event.set_node_id(node_id_);
-  event.set_epoch(epoch_);
-  event.set_seq(event_seq);
-  event.set_hlc(m.hlc());
-  *event.mutable_movement() = m;
-  std::string payload = event.SerializeAsString();
-  auto out = w_->Get("INSERT INTO outbox(seq, payload) VALUES (?, ?)");
+  auto out = w_->Get("INSERT INTO outbox(seq, movement_seq) VALUES (?, ?)");
   out->bind(1, static_cast<int64_t>(event_seq));
-  out->bind(2, payload.data(), static_cast<int>(payload.size()));
+  out->bind(2, static_cast<int64_t>(seq));
   out->exec();
 
   last_seq_ = seq;
@@ -1436,16 +1432,28 @@ uint64_t Ledger::OutboxDepth() const { return impl_->outbox_seq_ - impl_->outbox
 absl::StatusOr<std::vector<v1::Event>> Ledger::ReadOutbox(uint64_t after_seq,
                                                           uint32_t limit) const {
   return impl_->Read([&](ReadConn& c) -> absl::StatusOr<std::vector<v1::Event>> {
-    auto q = c.stmts->Get("SELECT payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?");
+    auto q = c.stmts->Get(
+        "SELECT o.seq, o.payload, m.seq, m.op_seq, m.hlc, m.type, m.sku, m.bin, m.to_bin, m.lot, "
+        "m.expiry, m.quantity, m.serials, m.reason, m.reference, m.operator, m.request_id "
+        "FROM outbox o LEFT JOIN movements m ON m.seq = o.movement_seq "
+        "WHERE o.seq > ? ORDER BY o.seq LIMIT ?");
     q->bind(1, static_cast<int64_t>(after_seq));
     q->bind(2, static_cast<int>(limit));
     std::vector<v1::Event> out;
     while (q->executeStep()) {
-      auto col = q->getColumn(0);
       v1::Event e;
-      if (!e.ParseFromArray(col.getBlob(), col.getBytes())) {
-        return absl::DataLossError("corrupt outbox event");
+      if (q->isColumnNull(2)) {
+        auto col = q->getColumn(1);
+        if (!e.ParseFromArray(col.getBlob(), col.getBytes())) {
+          return absl::DataLossError("corrupt outbox event");
+        }
+      } else {
+        ReadMovement(*q, e.mutable_movement(), 2);
+        e.set_hlc(e.movement().hlc());
       }
+      e.set_node_id(impl_->node_id_);
+      e.set_epoch(impl_->epoch_);
+      e.set_seq(q->getColumn(0).getInt64());
       out.push_back(std::move(e));
     }
     return out;
