@@ -2,6 +2,9 @@
 
 #include <cctype>
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+
 #include "absl/strings/str_cat.h"
 
 namespace depot {
@@ -39,6 +42,26 @@ MovementEffects EffectsOf(const v1::Movement& m) {
       break;
   }
   return e;
+}
+
+uint64_t EventHash(uint64_t seq, const v1::Movement& m) {
+  std::string bytes;
+  {
+    google::protobuf::io::StringOutputStream out(&bytes);
+    google::protobuf::io::CodedOutputStream coded(&out);
+    coded.SetSerializationDeterministic(true);
+    coded.WriteLittleEndian64(seq);
+    m.SerializeToCodedStream(&coded);
+  }
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a, then a final mix
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdULL;
+  h ^= h >> 33;
+  return h;
 }
 
 bool ValidGtin(std::string_view gtin) {

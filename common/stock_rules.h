@@ -24,6 +24,10 @@ struct MovementEffects {
 };
 MovementEffects EffectsOf(const v1::Movement& m);
 
+// A 64-bit hash of one event (its seq and movement), summed over a set of events to get an
+// order-independent digest that node and central compare (SYNC.md invariant 1).
+uint64_t EventHash(uint64_t seq, const v1::Movement& m);
+
 // Available-to-promise: on_hand - reserved - safety_stock (may be negative).
 inline int64_t Available(int64_t on_hand, int64_t reserved, int64_t safety_stock) {
   return on_hand - reserved - safety_stock;

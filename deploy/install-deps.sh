@@ -11,6 +11,7 @@ PKGS=(
   libcurl4-openssl-dev
   catch2
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
+  python3-grpcio python3-protobuf
 )
 
 missing=()

@@ -1,7 +1,8 @@
-// depotctl: the command-line client for a depot-node's JSON API. Requests are built from the
-// same protobuf messages the node parses, so the CLI and the API cannot drift apart.
-// Exit codes: 0 success, 1 the node refused the request (message on stderr), 2 usage error,
-// 3 the node could not be reached, 4 verify found differences.
+// depotctl: the command-line client for a depot-node's JSON API and, under `depotctl central`,
+// for depot-central's. Requests are built from the same protobuf messages the servers parse, so
+// the CLI and the APIs cannot drift apart.
+// Exit codes: 0 success, 1 the server refused the request (message on stderr), 2 usage error,
+// 3 the server could not be reached, 4 verify found differences.
 #include <CLI/CLI.hpp>
 #include <cstdlib>
 #include <fstream>
@@ -24,17 +25,27 @@ std::string EnvOr(const char* name, std::string fallback) {
 
 struct Ctl {
   std::string node = EnvOr("DEPOT_NODE", "http://127.0.0.1:7070");
+  std::string central = EnvOr("DEPOT_CENTRAL", "http://127.0.0.1:7001");
   std::string op = EnvOr("DEPOT_OPERATOR", EnvOr("USER", "depotctl"));
   std::unique_ptr<depot::http::Client> client = depot::http::NewCurlClient();
   int exit_code = 0;
 
-  // Sends a request, prints the JSON answer on stdout or the error on stderr.
+  // Sends a request to the node, prints the JSON answer on stdout or the error on stderr.
   void Call(std::string_view method, const std::string& path, const std::string& body = "",
             const std::string& content_type = "application/json") {
-    auto r = client->Send(method, node + path, body,
+    CallAt(node, method, path, body, content_type);
+  }
+  // The same against central.
+  void CallCentral(std::string_view method, const std::string& path, const std::string& body = "",
+                   const std::string& content_type = "application/json") {
+    CallAt(central, method, path, body, content_type);
+  }
+  void CallAt(const std::string& base, std::string_view method, const std::string& path,
+              const std::string& body, const std::string& content_type) {
+    auto r = client->Send(method, base + path, body,
                           {{"Content-Type", content_type}, {"X-Depot-Operator", op}});
     if (!r.ok()) {
-      std::cerr << "depotctl: cannot reach " << node << ": " << r.status().message() << "\n";
+      std::cerr << "depotctl: cannot reach " << base << ": " << r.status().message() << "\n";
       exit_code = 3;
       return;
     }
@@ -76,6 +87,8 @@ int main(int argc, char** argv) {
   CLI::App app{"depotctl: command-line client for Depot"};
   app.require_subcommand(1);
   app.add_option("--node", ctl.node, "node URL (env DEPOT_NODE)")->capture_default_str();
+  app.add_option("--central", ctl.central, "central's HTTP URL (env DEPOT_CENTRAL)")
+      ->capture_default_str();
   app.add_option("--operator", ctl.op, "operator recorded on writes (env DEPOT_OPERATOR)")
       ->capture_default_str();
 
@@ -249,6 +262,46 @@ int main(int argc, char** argv) {
   app.add_subcommand("bins", "list bins")->callback([&] { ctl.Call("GET", "/v1/bins"); });
   app.add_subcommand("status", "node id, epoch, ledger size, outbox depth")->callback([&] {
     ctl.Call("GET", "/v1/status");
+  });
+  app.add_subcommand("sync", "the node's sync state with central")->callback([&] {
+    ctl.Call("GET", "/v1/sync");
+  });
+
+  // central import|stock|nodes|exceptions: depot-central's API (--central URL).
+  auto* central = app.add_subcommand("central", "depot-central's API (see --central)");
+  central->require_subcommand(1);
+  central->fallthrough();  // --central/--operator may follow the subcommand
+  std::string ckind, cfile;
+  auto* cimport = central->add_subcommand("import", "import master data from CSV at central");
+  cimport->fallthrough();
+  cimport->add_option("kind", ckind, "skus, sites or bins")
+      ->required()->check(CLI::IsMember({"skus", "sites", "bins"}));
+  cimport->add_option("file", cfile, "CSV file")->required()->check(CLI::ExistingFile);
+  cimport->callback([&] {
+    std::ifstream in(cfile, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    ctl.CallCentral("POST", "/v1/import/" + ckind, ss.str(), "text/csv");
+  });
+  std::string csku, csite;
+  auto* cstock = central->add_subcommand("stock", "network stock by SKU across sites, or by site");
+  cstock->fallthrough();
+  cstock->add_option("--sku", csku);
+  cstock->add_option("--site", csite);
+  cstock->callback([&] {
+    ctl.CallCentral("GET", absl::StrCat("/v1/stock?sku=", Encode(csku), "&site=", Encode(csite)));
+  });
+  auto* cnodes = central->add_subcommand("nodes", "registered nodes and their sync state");
+  cnodes->fallthrough();
+  cnodes->callback([&] { ctl.CallCentral("GET", "/v1/nodes"); });
+  std::string cnode, cexkind;
+  auto* cexc = central->add_subcommand("exceptions", "central's exception list");
+  cexc->fallthrough();
+  cexc->add_option("--node", cnode, "only this node");
+  cexc->add_option("--kind", cexkind, "only this kind, e.g. unknown_node, restore_lost_events");
+  cexc->callback([&] {
+    ctl.CallCentral("GET", absl::StrCat("/v1/exceptions?node_id=", Encode(cnode),
+                                        "&kind=", Encode(cexkind)));
   });
   app.add_subcommand("verify", "recompute balances from the movements and compare")
       ->callback([&] {

@@ -96,8 +96,10 @@ class Worker {
 
 class NodeHttpApi::Impl {
  public:
-  Impl(Ledger* ledger, GroupCommitter* committer, metrics::Registry* registry)
-      : ledger_(ledger), committer_(committer), registry_(registry) {
+  Impl(Ledger* ledger, GroupCommitter* committer, metrics::Registry* registry,
+       NodeSyncEngine* sync, SyncClient* client)
+      : ledger_(ledger), committer_(committer), registry_(registry), sync_(sync),
+        client_(client) {
     registry_->AddCallbackGauge("depot_ledger_movements", "Movements in the node's ledger.",
                                 [l = ledger_] { return static_cast<double>(l->LastSeq()); });
     registry_->AddCallbackGauge("depot_outbox_depth",
@@ -109,6 +111,27 @@ class NodeHttpApi::Impl {
     registry_->AddCallbackGauge(
         "depot_group_commit_operations", "Operations committed by the group committer.",
         [c = committer_] { return static_cast<double>(c->operations()); });
+    if (sync_ != nullptr) {
+      registry_->AddCallbackGauge(
+          "depot_sync_connected", "1 while a sync stream to central is open and welcomed.",
+          [e = sync_] { return e->Status().connected ? 1.0 : 0.0; });
+      registry_->AddCallbackGauge(
+          "depot_sync_acked_seq", "Central's acknowledged mark of this node's events.",
+          [e = sync_] { return static_cast<double>(e->Status().acked_seq); });
+      registry_->AddCallbackGauge(
+          "depot_sync_lag_events", "Events written here that central has not acknowledged.",
+          [e = sync_] {
+            const NodeSyncStatus s = e->Status();
+            return static_cast<double>(s.last_event_seq > s.acked_seq
+                                           ? s.last_event_seq - s.acked_seq
+                                           : 0);
+          });
+    }
+    if (client_ != nullptr) {
+      registry_->AddCallbackGauge(
+          "depot_sync_connect_attempts", "Sync streams opened to central since start.",
+          [c = client_] { return static_cast<double>(c->Status().attempts); });
+    }
   }
 
   void Handle(Request&& req, Responder respond);
@@ -139,8 +162,10 @@ class NodeHttpApi::Impl {
     v1::Operation op;
     set(&op, std::move(msg));
     committer_->Submit(std::move(*ctx), std::move(op),
-                       [respond = std::move(respond)](absl::StatusOr<v1::OperationResult> r) {
+                       [client = client_,
+                        respond = std::move(respond)](absl::StatusOr<v1::OperationResult> r) {
                          if (!r.ok()) return respond(http::ErrorResponse(r.status()));
+                         if (client != nullptr && !r->replayed()) client->Notify();
                          respond(JsonOk(*r, r->replayed() ? 200 : 201));
                        });
   }
@@ -163,9 +188,35 @@ class NodeHttpApi::Impl {
     respond(JsonOk(*r));
   }
 
+  // GET /v1/sync: hand-built JSON (64-bit numbers as strings, like the protobuf mapping).
+  Response SyncJson() const {
+    Response r;
+    if (sync_ == nullptr) {
+      r.body = "{\"configured\":false,\"connected\":false}";
+      return r;
+    }
+    const NodeSyncStatus s = sync_->Status();
+    r.body = absl::StrCat(
+        "{\"configured\":true,\"connected\":", s.connected ? "true" : "false",
+        ",\"acked_seq\":\"", s.acked_seq, "\",\"sent_seq\":\"", s.sent_seq,
+        "\",\"last_event_seq\":\"", s.last_event_seq, "\",\"outbox_depth\":\"", s.outbox_depth,
+        "\",\"feed_applied\":\"", s.feed_applied, "\",\"last_ack_ms\":\"", s.last_ack_ms,
+        "\",\"last_error\":\"", http::JsonEscape(s.last_error), "\"");
+    if (client_ != nullptr) {
+      const SyncClientStatus c = client_->Status();
+      absl::StrAppend(&r.body, ",\"central\":\"", http::JsonEscape(c.central),
+                      "\",\"attempts\":\"", c.attempts, "\",\"welcomes\":\"", c.welcomes,
+                      "\",\"transport_error\":\"", http::JsonEscape(c.last_error), "\"");
+    }
+    r.body += "}";
+    return r;
+  }
+
   Ledger* ledger_;
   GroupCommitter* committer_;
   metrics::Registry* registry_;
+  NodeSyncEngine* sync_;
+  SyncClient* client_;
   Worker worker_;
 };
 
@@ -344,6 +395,11 @@ void NodeHttpApi::Impl::Handle(Request&& req, Responder respond) {
     });
     return;
   }
+  if (p == "/v1/sync") {
+    respond = Measured(p, std::move(respond));
+    if (!route(p, {"GET"})) return not_allowed(respond);
+    return respond(SyncJson());
+  }
   if (p == "/v1/status") {
     respond = Measured(p, std::move(respond));
     if (!route(p, {"GET"})) return not_allowed(respond);
@@ -354,8 +410,9 @@ void NodeHttpApi::Impl::Handle(Request&& req, Responder respond) {
   respond(http::ErrorResponse(404, "NOT_FOUND", absl::StrCat("no route for ", m, " ", p)));
 }
 
-NodeHttpApi::NodeHttpApi(Ledger* ledger, GroupCommitter* committer, metrics::Registry* registry)
-    : impl_(std::make_unique<Impl>(ledger, committer, registry)) {}
+NodeHttpApi::NodeHttpApi(Ledger* ledger, GroupCommitter* committer, metrics::Registry* registry,
+                         NodeSyncEngine* sync, SyncClient* client)
+    : impl_(std::make_unique<Impl>(ledger, committer, registry, sync, client)) {}
 NodeHttpApi::~NodeHttpApi() = default;
 
 void NodeHttpApi::Handle(http::Request&& request, http::Responder respond) {

@@ -6,6 +6,9 @@
 #include <set>
 #include <unordered_map>
 #include <unordered_set>
+#include <filesystem>
+
+#include <SQLiteCpp/Backup.h>
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
@@ -13,7 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "common/csv.h"
+#include "common/master_csv.h"
 #include "common/ids.h"
 #include "common/sqlite_db.h"
 #include "common/stock_rules.h"
@@ -175,26 +178,6 @@ void ReadSku(SQLite::Statement& q, v1::Sku* s) {
 constexpr const char* kSkuColumns =
     "code, gtin, name, unit, tracking, expiry_tracked, allow_negative, safety_stock, version";
 
-absl::StatusOr<bool> ParseBool(const std::string& v) {
-  if (v.empty() || v == "0" || v == "false" || v == "no" || v == "n") return false;
-  if (v == "1" || v == "true" || v == "yes" || v == "y") return true;
-  return absl::InvalidArgumentError(StrCat("'", v, "' is not a boolean (true/false)"));
-}
-
-absl::StatusOr<int64_t> ParseInt(const std::string& v, int64_t min) {
-  if (v.empty()) return 0;
-  size_t used = 0;
-  int64_t out = 0;
-  try {
-    out = std::stoll(v, &used);
-  } catch (...) {
-    used = 0;
-  }
-  if (used != v.size()) return absl::InvalidArgumentError(StrCat("'", v, "' is not an integer"));
-  if (out < min) return absl::InvalidArgumentError(StrCat(v, " is below ", min));
-  return out;
-}
-
 }  // namespace
 
 class Ledger::Impl {
@@ -214,6 +197,14 @@ class Ledger::Impl {
   absl::StatusOr<v1::VerifyResponse> Verify(ReadConn& c) const;
 
   absl::Status TrimOutbox(uint64_t acked);
+  absl::StatusOr<uint64_t> ApplyFeed(const std::vector<v1::FeedEntry>& entries);
+  absl::Status CheckLocallyManaged() const {
+    if (central_managed_) {
+      return absl::FailedPreconditionError(
+          "master data is owned by central on this node: import it at depot-central");
+    }
+    return absl::OkStatus();
+  }
 
   LedgerOptions options_;
   HybridLogicalClock hlc_;
@@ -222,6 +213,9 @@ class Ledger::Impl {
   std::atomic<uint64_t> last_seq_{0};
   std::atomic<uint64_t> outbox_seq_{0};
   std::atomic<uint64_t> outbox_acked_{0};
+  std::atomic<uint64_t> feed_mark_{0};
+  std::atomic<bool> central_managed_{false};
+  uint64_t previous_epoch_ = 0, previous_last_seq_ = 0;
 
  private:
   friend class Ledger;
@@ -285,7 +279,14 @@ absl::Status Ledger::Impl::Init() {
       }
     }
     tx.Commit();
-    outbox_acked_ = meta.count("outbox_acked") ? std::stoull(meta["outbox_acked"]) : 0;
+    auto meta_u64 = [&](const char* key) -> uint64_t {
+      return meta.count(key) ? std::stoull(meta[key]) : 0;
+    };
+    outbox_acked_ = meta_u64("outbox_acked");
+    feed_mark_ = meta_u64("feed_applied");
+    previous_epoch_ = meta_u64("previous_epoch");
+    previous_last_seq_ = meta_u64("previous_last_seq");
+    central_managed_ = options_.central_managed || meta_u64("central_managed") != 0;
     SQLite::Statement last(*wdb_, "SELECT seq, hlc FROM movements ORDER BY seq DESC LIMIT 1");
     if (last.executeStep()) {
       last_seq_ = last.getColumn(0).getInt64();
@@ -934,61 +935,11 @@ std::vector<absl::StatusOr<v1::OperationResult>> Ledger::Impl::ApplyBatch(
 // Master data import
 
 absl::StatusOr<int64_t> Ledger::Impl::ImportSkus(std::string_view text) {
-  auto table = csv::Table::FromText(
-      text, {"code"},
-      {"code", "gtin", "name", "unit", "tracking", "expiry_tracked", "allow_negative",
-       "safety_stock"});
-  if (!table.ok()) return table.status();
+  if (auto s = CheckLocallyManaged(); !s.ok()) return s;
+  auto parsed = csv::ParseSkus(text);
+  if (!parsed.ok()) return parsed.status();
+  const std::vector<v1::Sku>& skus = *parsed;
   std::vector<std::string> errors;
-  std::vector<v1::Sku> skus;
-  std::unordered_map<std::string, int> seen;
-  for (const auto& row : table->rows()) {
-    auto fail = [&](const std::string& msg) {
-      errors.push_back(StrCat("line ", row.line, ": ", msg));
-    };
-    v1::Sku sku;
-    sku.set_code(table->Get(row, "code"));
-    if (auto s = CheckCode("code", sku.code()); !s.ok()) {
-      fail(std::string(s.message()));
-      continue;
-    }
-    if (auto [it, fresh] = seen.emplace(sku.code(), row.line); !fresh) {
-      fail(StrCat("code '", sku.code(), "' repeats line ", it->second));
-      continue;
-    }
-    sku.set_gtin(table->Get(row, "gtin"));
-    if (!sku.gtin().empty() && !ValidGtin(sku.gtin())) {
-      fail(StrCat("gtin '", sku.gtin(), "' is not a valid GTIN-8/12/13/14"));
-    }
-    sku.set_name(table->Get(row, "name"));
-    sku.set_unit(table->Get(row, "unit").empty() ? "ea" : table->Get(row, "unit"));
-    std::string tracking = table->Get(row, "tracking");
-    if (tracking.empty() || tracking == "none") {
-      sku.set_tracking(v1::TRACKING_NONE);
-    } else if (tracking == "lot") {
-      sku.set_tracking(v1::TRACKING_LOT);
-    } else if (tracking == "serial") {
-      sku.set_tracking(v1::TRACKING_SERIAL);
-    } else {
-      fail(StrCat("tracking '", tracking, "' is not none, lot or serial"));
-    }
-    for (const char* col : {"expiry_tracked", "allow_negative"}) {
-      auto b = ParseBool(table->Get(row, col));
-      if (!b.ok()) {
-        fail(StrCat(col, ": ", b.status().message()));
-        continue;
-      }
-      if (std::string_view(col) == "expiry_tracked") sku.set_expiry_tracked(*b);
-      else sku.set_allow_negative(*b);
-    }
-    if (sku.expiry_tracked() && sku.tracking() == v1::TRACKING_NONE) {
-      fail("expiry_tracked needs tracking lot or serial");
-    }
-    auto safety = ParseInt(table->Get(row, "safety_stock"), 0);
-    if (!safety.ok()) fail(StrCat("safety_stock: ", safety.status().message()));
-    else sku.set_safety_stock(*safety);
-    skus.push_back(std::move(sku));
-  }
   std::lock_guard<std::mutex> lock(write_mu_);
   try {
     db::WriteTransaction tx(*wdb_);
@@ -1038,36 +989,10 @@ absl::StatusOr<int64_t> Ledger::Impl::ImportSkus(std::string_view text) {
 }
 
 absl::StatusOr<int64_t> Ledger::Impl::ImportBins(std::string_view text) {
-  auto table = csv::Table::FromText(text, {"code"}, {"code", "zone", "walk_order"});
-  if (!table.ok()) return table.status();
-  std::vector<std::string> errors;
-  std::vector<v1::Bin> bins;
-  std::unordered_map<std::string, int> seen;
-  for (const auto& row : table->rows()) {
-    v1::Bin bin;
-    bin.set_code(table->Get(row, "code"));
-    if (auto s = CheckCode("code", bin.code()); !s.ok()) {
-      errors.push_back(StrCat("line ", row.line, ": ", s.message()));
-      continue;
-    }
-    if (auto [it, fresh] = seen.emplace(bin.code(), row.line); !fresh) {
-      errors.push_back(
-          StrCat("line ", row.line, ": code '", bin.code(), "' repeats line ", it->second));
-      continue;
-    }
-    bin.set_zone(table->Get(row, "zone"));
-    auto walk = ParseInt(table->Get(row, "walk_order"), 0);
-    if (!walk.ok()) {
-      errors.push_back(StrCat("line ", row.line, ": walk_order: ", walk.status().message()));
-    } else {
-      bin.set_walk_order(*walk);
-    }
-    bins.push_back(std::move(bin));
-  }
-  if (!errors.empty()) {
-    if (errors.size() > 20) errors.resize(20);
-    return absl::InvalidArgumentError(StrCat("nothing imported: ", absl::StrJoin(errors, "; ")));
-  }
+  if (auto s = CheckLocallyManaged(); !s.ok()) return s;
+  auto parsed = csv::ParseBins(text, /*with_site=*/false);
+  if (!parsed.ok()) return parsed.status();
+  const std::vector<v1::Bin>& bins = *parsed;
   std::lock_guard<std::mutex> lock(write_mu_);
   try {
     db::WriteTransaction tx(*wdb_);
@@ -1244,6 +1169,85 @@ absl::Status Ledger::Impl::TrimOutbox(uint64_t acked) {
     return db::FromException(e);
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<uint64_t> Ledger::Impl::ApplyFeed(const std::vector<v1::FeedEntry>& entries) {
+  std::lock_guard<std::mutex> lock(write_mu_);
+  uint64_t mark = feed_mark_;
+  try {
+    db::WriteTransaction tx(*wdb_);
+    for (const v1::FeedEntry& e : entries) {
+      if (e.seq() <= mark) continue;      // duplicate
+      if (e.seq() != mark + 1) break;     // gap: wait for the missing entry
+      switch (e.body_case()) {
+        case v1::FeedEntry::kSku: {
+          const v1::Sku& k = e.sku();
+          auto up = w_->Get(
+              "INSERT INTO skus(code, gtin, name, unit, tracking, expiry_tracked, allow_negative, "
+              "safety_stock, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+              "ON CONFLICT(code) DO UPDATE SET gtin = excluded.gtin, name = excluded.name, "
+              "unit = excluded.unit, tracking = excluded.tracking, "
+              "expiry_tracked = excluded.expiry_tracked, allow_negative = excluded.allow_negative, "
+              "safety_stock = excluded.safety_stock, version = excluded.version "
+              "WHERE excluded.version > skus.version");
+          up->bind(1, k.code());
+          up->bind(2, k.gtin());
+          up->bind(3, k.name());
+          up->bind(4, k.unit().empty() ? std::string("ea") : k.unit());
+          up->bind(5, static_cast<int>(k.tracking() == v1::TRACKING_UNSPECIFIED
+                                           ? v1::TRACKING_NONE
+                                           : k.tracking()));
+          up->bind(6, k.expiry_tracked() ? 1 : 0);
+          up->bind(7, k.allow_negative() ? 1 : 0);
+          up->bind(8, k.safety_stock());
+          up->bind(9, static_cast<int64_t>(k.version()));
+          up->exec();
+          break;
+        }
+        case v1::FeedEntry::kBin: {
+          const v1::Bin& b = e.bin();
+          auto up = w_->Get(
+              "INSERT INTO bins(code, zone, walk_order, version) VALUES (?, ?, ?, ?) "
+              "ON CONFLICT(code) DO UPDATE SET zone = excluded.zone, "
+              "walk_order = excluded.walk_order, version = excluded.version "
+              "WHERE excluded.version > bins.version");
+          up->bind(1, b.code());
+          up->bind(2, b.zone());
+          up->bind(3, b.walk_order());
+          up->bind(4, static_cast<int64_t>(b.version()));
+          up->exec();
+          break;
+        }
+        default:  // sites and kinds this version does not know: accepted, nothing to store
+          break;
+      }
+      mark = e.seq();
+    }
+    if (mark != feed_mark_) {
+      auto up = w_->Get(
+          "INSERT INTO meta(key, value) VALUES (?, ?) "
+          "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+      up->bind(1, "feed_applied");
+      up->bind(2, std::to_string(mark));
+      up->exec();
+      up->reset();
+      up->bind(1, "central_managed");
+      up->bind(2, "1");
+      up->exec();
+    }
+    tx.Commit();
+  } catch (const std::exception& e) {
+    sku_cache_.clear();
+    bin_cache_.clear();
+    return db::FromException(e);
+  }
+  if (mark != feed_mark_) {
+    feed_mark_ = mark;
+    central_managed_ = true;
+    sku_cache_.clear();
+    bin_cache_.clear();
+  }
+  return mark;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1461,5 +1465,64 @@ absl::StatusOr<std::vector<v1::Event>> Ledger::ReadOutbox(uint64_t after_seq,
 }
 
 absl::Status Ledger::TrimOutbox(uint64_t acked_seq) { return impl_->TrimOutbox(acked_seq); }
+uint64_t Ledger::LastEventSeq() const { return impl_->outbox_seq_; }
+uint64_t Ledger::OutboxAcked() const { return impl_->outbox_acked_; }
+uint64_t Ledger::FeedMark() const { return impl_->feed_mark_; }
+
+Ledger::Identity Ledger::GetIdentity() const {
+  return Identity{impl_->node_id_, impl_->epoch_, impl_->previous_epoch_,
+                  impl_->previous_last_seq_};
+}
+
+absl::StatusOr<uint64_t> Ledger::ApplyFeed(const std::vector<v1::FeedEntry>& entries) {
+  return impl_->ApplyFeed(entries);
+}
+
+absl::Status Ledger::RestoreFromBackup(const std::string& backup_path,
+                                       const std::string& target_path) {
+  try {
+    SQLite::Database src(backup_path, SQLite::OPEN_READONLY);
+    for (const char* suffix : {"", "-wal", "-shm"}) {
+      std::filesystem::remove(target_path + suffix);
+    }
+    {
+      SQLite::Database dst(target_path, SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE);
+      SQLite::Backup backup(dst, src);
+      backup.executeStep();  // all pages
+    }
+    auto db = db::Open({.path = target_path});
+    if (!db.ok()) return db.status();
+    db::WriteTransaction tx(**db);
+    auto get = [&](const char* key) -> uint64_t {
+      SQLite::Statement q(**db, "SELECT value FROM meta WHERE key = ?");
+      q.bind(1, key);
+      return q.executeStep() ? std::stoull(q.getColumn(0).getString()) : 0;
+    };
+    const uint64_t old_epoch = get("epoch");
+    if (old_epoch == 0) {
+      return absl::FailedPreconditionError(
+          StrCat(backup_path, " is not a depot-node database (no epoch)"));
+    }
+    const uint64_t acked = get("outbox_acked");
+    const uint64_t max_outbox =
+        (*db)->execAndGet("SELECT COALESCE(MAX(seq), 0) FROM outbox").getInt64();
+    SQLite::Statement up(**db,
+                         "INSERT INTO meta(key, value) VALUES (?, ?) "
+                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    for (auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
+             {"previous_epoch", std::to_string(old_epoch)},
+             {"previous_last_seq", std::to_string(std::max(acked, max_outbox))},
+             {"epoch", std::to_string(NewEpoch())}}) {
+      up.bind(1, k);
+      up.bind(2, v);
+      up.exec();
+      up.reset();
+    }
+    tx.Commit();
+  } catch (const std::exception& e) {
+    return db::FromException(e);
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace depot::node

@@ -25,6 +25,7 @@
 #include "common/clock.h"
 #include "common/request_context.h"
 #include "depot/v1/node_api.pb.h"
+#include "depot/v1/sync.pb.h"
 
 namespace depot::node {
 
@@ -32,6 +33,7 @@ struct LedgerOptions {
   std::string path;                       // SQLite file (created when missing)
   std::string node_id;                    // must match the one stored in an existing database
   bool durable = true;                    // synchronous=FULL (else NORMAL)
+  bool central_managed = false;           // master data comes from central: refuse CSV imports
   const Clock* clock = &SystemClock();
   int read_connections = 4;               // pool size for concurrent readers
 };
@@ -92,6 +94,31 @@ class Ledger {
   absl::StatusOr<std::vector<v1::Event>> ReadOutbox(uint64_t after_seq, uint32_t limit) const;
   // Deletes events up to and including acked_seq (central has applied them).
   absl::Status TrimOutbox(uint64_t acked_seq);
+  uint64_t LastEventSeq() const;   // newest event seq (continues across epochs)
+  uint64_t OutboxAcked() const;    // events up to here were acknowledged and trimmed
+
+  // Identity for the sync Hello. previous_* are set after a restore from backup.
+  struct Identity {
+    std::string node_id;
+    uint64_t epoch = 0;
+    uint64_t previous_epoch = 0;
+    uint64_t previous_last_seq = 0;
+  };
+  Identity GetIdentity() const;
+
+  // Central's feed of master data. Entries with seq <= FeedMark() are duplicates and skipped; a
+  // gap stops application; the rest are applied in one transaction with the new mark, newer
+  // versions winning. Once anything was applied the node is central-managed and CSV imports are
+  // refused (FailedPrecondition). Returns the new mark.
+  absl::StatusOr<uint64_t> ApplyFeed(const std::vector<v1::FeedEntry>& entries);
+  uint64_t FeedMark() const;
+
+  // Restores a node database from a backup copy: copies backup_path to target_path with SQLite's
+  // online backup, then starts a new epoch there, remembering the previous epoch and the
+  // backup's last event seq so central can tell which events the restore lost. target_path must
+  // not be open by a running node.
+  static absl::Status RestoreFromBackup(const std::string& backup_path,
+                                        const std::string& target_path);
 
   class Impl;
 

@@ -1,4 +1,5 @@
-// depot-node: parses flags and wires the ledger, the group committer and the HTTP API.
+// depot-node: parses flags and wires the ledger, the group committer, the HTTP API and (with
+// --central) the sync engine and its gRPC transport.
 #include <signal.h>
 
 #include <CLI/CLI.hpp>
@@ -12,12 +13,14 @@
 #include "node/group_commit.h"
 #include "node/http_api.h"
 #include "node/ledger.h"
+#include "node/node_sync.h"
+#include "node/sync_client.h"
 #include "spdlog/spdlog.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"depot-node: a Depot site's stock ledger and local API"};
   std::string db_path = "depot-node.db", node_id, host = "127.0.0.1", port_file,
-              sync = "full", log_level = "info";
+              sync = "full", log_level = "info", central, restore_from;
   int port = 7070, threads = 2;
   size_t max_body = 1 << 20;
   app.set_config("--config", "", "read options from a TOML/INI file");
@@ -35,6 +38,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->capture_default_str();
+  app.add_option("--central", central,
+                 "central's gRPC address HOST:PORT: sync with it (master data then comes only "
+                 "from central)");
+  app.add_option("--restore-from", restore_from,
+                 "replace --db with this backup copy (starting a new epoch), then run")
+      ->check(CLI::ExistingFile);
   CLI11_PARSE(app, argc, argv);
 
   depot::InitLogging(log_level, "depot-node");
@@ -47,15 +56,32 @@ int main(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  auto ledger = depot::node::Ledger::Open(
-      {.path = db_path, .node_id = node_id, .durable = sync == "full"});
+  if (!restore_from.empty()) {
+    if (auto s = depot::node::Ledger::RestoreFromBackup(restore_from, db_path); !s.ok()) {
+      std::cerr << "depot-node: restore from " << restore_from << ": " << s.message() << "\n";
+      return 1;
+    }
+    spdlog::warn("restored {} from backup {}: a new epoch starts", db_path, restore_from);
+  }
+  auto ledger = depot::node::Ledger::Open({.path = db_path,
+                                           .node_id = node_id,
+                                           .durable = sync == "full",
+                                           .central_managed = !central.empty()});
   if (!ledger.ok()) {
     std::cerr << "depot-node: " << ledger.status().message() << "\n";
     return 1;
   }
   depot::metrics::Registry registry;
   depot::node::GroupCommitter committer(ledger->get());
-  depot::node::NodeHttpApi api(ledger->get(), &committer, &registry);
+  std::unique_ptr<depot::node::NodeSyncEngine> sync_engine;
+  std::unique_ptr<depot::node::SyncClient> sync_client;
+  if (!central.empty()) {
+    sync_engine =
+        std::make_unique<depot::node::NodeSyncEngine>(ledger->get(), &depot::SystemClock());
+    sync_client = std::make_unique<depot::node::SyncClient>(sync_engine.get(), central);
+  }
+  depot::node::NodeHttpApi api(ledger->get(), &committer, &registry, sync_engine.get(),
+                               sync_client.get());
 
   depot::http::ServerOptions options;
   options.host = host;
@@ -73,6 +99,10 @@ int main(int argc, char** argv) {
   const auto status = (*ledger)->Status();
   spdlog::info("node '{}' (epoch {}) listening on http://{}:{} with {} movements", status.node_id(),
                status.epoch(), host, (*server)->port(), status.last_seq());
+  if (sync_client) {
+    sync_client->Start();
+    spdlog::info("syncing with central at {}", central);
+  }
   if (!port_file.empty()) {
     std::string tmp = port_file + ".tmp";
     std::ofstream(tmp) << (*server)->port() << "\n";
@@ -84,5 +114,7 @@ int main(int argc, char** argv) {
   spdlog::info("signal {}: shutting down", sig);
   (*server)->Stop();
   committer.Stop();
+  // Events not yet acknowledged stay in the outbox and leave after the next start.
+  if (sync_client) sync_client->Stop();
   return 0;
 }

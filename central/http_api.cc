@@ -1,0 +1,184 @@
+#include "central/http_api.h"
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "common/json.h"
+#include "common/request_context.h"
+
+namespace depot::central {
+namespace {
+
+using http::Request;
+using http::Responder;
+using http::Response;
+
+Response JsonOk(const google::protobuf::Message& m) {
+  Response r;
+  r.body = MessageToJson(m);
+  return r;
+}
+
+template <typename T>
+void Reply(const absl::StatusOr<T>& r, Responder& respond) {
+  if (!r.ok()) return respond(http::ErrorResponse(r.status()));
+  respond(JsonOk(*r));
+}
+
+// One thread that runs posted work in order (slow administrative calls).
+class Worker {
+ public:
+  Worker() : thread_([this] { Run(); }) {}
+  ~Worker() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  void Post(std::function<void()> f) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      q_.push_back(std::move(f));
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void Run() {
+    for (;;) {
+      std::function<void()> f;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return stop_ || !q_.empty(); });
+        if (q_.empty()) return;
+        f = std::move(q_.front());
+        q_.pop_front();
+      }
+      f();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> q_;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace
+
+class CentralHttpApi::Impl {
+ public:
+  Impl(CentralService* service, metrics::Registry* registry)
+      : service_(service), registry_(registry) {
+    registry_->AddCallbackGauge(
+        "depot_central_events_applied_total",
+        "Node events applied by central since it started.",
+        [s = service_] { return static_cast<double>(s->events_applied()); });
+    registry_->AddCallbackGauge("depot_central_nodes_connected",
+                                "Nodes with an open, welcomed sync stream.",
+                                [s = service_] { return static_cast<double>(s->ConnectedNodes()); });
+  }
+
+  void Handle(Request&& req, Responder respond);
+
+ private:
+  // Wraps the responder to record request count and latency under a route name.
+  Responder Measured(const std::string& route, Responder respond) {
+    auto start = std::chrono::steady_clock::now();
+    auto* hist = &registry_->GetHistogram("depot_http_request_duration_seconds",
+                                          "HTTP request latency by route.", {{"route", route}});
+    return [this, route, start, hist, respond = std::move(respond)](Response r) {
+      hist->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      registry_
+          ->GetCounter("depot_http_requests_total", "HTTP requests by route and status code.",
+                       {{"route", route}, {"code", std::to_string(r.status)}})
+          .Inc();
+      respond(std::move(r));
+    };
+  }
+
+  CentralService* service_;
+  metrics::Registry* registry_;
+  Worker import_worker_;  // imports: long transactions
+  Worker read_worker_;    // reads of the store, which may wait behind a write transaction
+};
+
+void CentralHttpApi::Impl::Handle(Request&& req, Responder respond) {
+  const std::string& m = req.method;
+  const std::string& p = req.path;
+  auto not_allowed = [&](Responder& r) {
+    r(http::ErrorResponse(405, "METHOD_NOT_ALLOWED", absl::StrCat(m, " is not allowed on ", p)));
+  };
+
+  if (p == "/healthz") {
+    Response r;
+    r.body = "{\"status\":\"ok\"}";
+    return respond(std::move(r));
+  }
+  if (p == "/metrics") {
+    Response r;
+    r.content_type = "text/plain; version=0.0.4";
+    r.body = registry_->Render();
+    return respond(std::move(r));
+  }
+  if (p == "/v1/stock") {
+    respond = Measured(p, std::move(respond));
+    if (m != "GET") return not_allowed(respond);
+    v1::NetworkStockRequest q;
+    q.set_sku(req.Query("sku").value_or(""));
+    q.set_site(req.Query("site").value_or(""));
+    return read_worker_.Post([this, q = std::move(q), respond = std::move(respond)]() mutable {
+      Reply(service_->GetNetworkStock(q), respond);
+    });
+  }
+  if (p == "/v1/nodes") {
+    respond = Measured(p, std::move(respond));
+    if (m != "GET") return not_allowed(respond);
+    return read_worker_.Post([this, respond = std::move(respond)]() mutable {
+      Reply(service_->ListNodes(), respond);
+    });
+  }
+  if (p == "/v1/exceptions") {
+    respond = Measured(p, std::move(respond));
+    if (m != "GET") return not_allowed(respond);
+    v1::ListExceptionsRequest q;
+    q.set_node_id(req.Query("node_id").value_or(""));
+    q.set_kind(req.Query("kind").value_or(""));
+    return read_worker_.Post([this, q = std::move(q), respond = std::move(respond)]() mutable {
+      Reply(service_->ListExceptions(q), respond);
+    });
+  }
+  if (p.starts_with("/v1/import/")) {
+    respond = Measured("/v1/import", std::move(respond));
+    if (m != "POST") return not_allowed(respond);
+    auto ctx = ContextFromOperatorHeader(req.Header(kOperatorHeader), req.remote);
+    if (!ctx.ok()) return respond(http::ErrorResponse(ctx.status()));
+    v1::ImportRequest q;
+    q.set_kind(p.substr(sizeof("/v1/import/") - 1));
+    if (q.kind() != "skus" && q.kind() != "sites" && q.kind() != "bins") {
+      return respond(http::ErrorResponse(404, "NOT_FOUND", absl::StrCat("no route for ", m, " ", p)));
+    }
+    q.set_csv(std::move(req.body));
+    return import_worker_.Post([this, q = std::move(q), respond = std::move(respond)]() mutable {
+      Reply(service_->Import(q), respond);
+    });
+  }
+  respond(http::ErrorResponse(404, "NOT_FOUND", absl::StrCat("no route for ", m, " ", p)));
+}
+
+CentralHttpApi::CentralHttpApi(CentralService* service, metrics::Registry* registry)
+    : impl_(std::make_unique<Impl>(service, registry)) {}
+CentralHttpApi::~CentralHttpApi() = default;
+
+void CentralHttpApi::Handle(http::Request&& request, http::Responder respond) {
+  impl_->Handle(std::move(request), std::move(respond));
+}
+
+}  // namespace depot::central

@@ -1,0 +1,82 @@
+// depot-central's storage seam. The sync and allocation engines talk only to this interface, so
+// a PostgreSQL backend can replace the embedded SQLite one (central/sqlite_store.*) without
+// touching them.
+//
+// Contract for every implementation:
+// - Each mutating call is one transaction: all of it or none of it.
+// - ApplyEvents applies events in seq order starting exactly at the node's mark + 1, together
+//   with their effects on the mirror and the new mark (exactly-once); it never skips a seq.
+// - Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "depot/v1/central.pb.h"
+#include "depot/v1/sync.pb.h"
+
+namespace depot::central {
+
+struct NodeRecord {
+  std::string node_id;          // = the site id
+  std::string name;
+  uint64_t epoch = 0;           // current epoch, 0 = never connected
+  uint64_t applied_seq = 0;     // mark for (node_id, epoch)
+  uint64_t last_event_hlc = 0;  // HLC of the last applied event
+  uint64_t feed_seq = 0;        // newest entry of this node's feed
+  uint64_t feed_acked = 0;      // the node's acknowledged feed mark
+};
+
+// A site's stock as central mirrors it: (sku, lot) -> on hand, and sku -> reserved.
+struct SiteMirror {
+  std::map<std::pair<std::string, std::string>, int64_t> on_hand;
+  std::map<std::string, int64_t> reserved;
+};
+
+class CentralStore {
+ public:
+  virtual ~CentralStore() = default;
+
+  // Nodes. NotFound when node_id is not a registered site.
+  virtual absl::StatusOr<NodeRecord> GetNode(const std::string& node_id) = 0;
+  virtual absl::StatusOr<std::vector<NodeRecord>> ListNodes() = 0;
+  virtual absl::StatusOr<bool> IsRetiredEpoch(const std::string& node_id, uint64_t epoch) = 0;
+  // Makes new_epoch the node's current epoch (retiring the old one). Events of the old epoch with
+  // seq > keep_through are reversed out of the mirror; returns how many were reversed. The new
+  // epoch's mark starts at min(old mark, keep_through) because the node's sequence continues.
+  virtual absl::StatusOr<uint64_t> BeginEpoch(const std::string& node_id, uint64_t new_epoch,
+                                              uint64_t keep_through) = 0;
+
+  // Applies events (contiguous, events[0].seq == mark + 1, all of node_id's current epoch) and
+  // returns the new mark. FailedPrecondition if the precondition does not hold.
+  virtual absl::StatusOr<uint64_t> ApplyEvents(const std::string& node_id, uint64_t epoch,
+                                               const std::vector<v1::Event>& events) = 0;
+  // Order-independent digest of the events applied for a node's current chain, and their count.
+  virtual absl::StatusOr<std::pair<uint64_t, uint64_t>> EventDigest(const std::string& node_id) = 0;
+
+  // Feed of central-owned data to one node, seq gap-free per node.
+  virtual absl::StatusOr<std::vector<v1::FeedEntry>> ReadFeed(const std::string& node_id,
+                                                              uint64_t after, uint32_t limit) = 0;
+  virtual absl::Status AckFeed(const std::string& node_id, uint64_t seq) = 0;
+
+  // Exceptions.
+  virtual absl::Status AddException(const std::string& kind, const std::string& node_id,
+                                    const std::string& message, int64_t at_ms) = 0;
+  virtual absl::StatusOr<v1::ListExceptionsResponse> ListExceptions(const std::string& node_id,
+                                                                    const std::string& kind) = 0;
+
+  // Master data from CSV (kind: skus, sites, bins); all rows or none, errors name lines. Changes
+  // are appended to the feed of every node they concern.
+  virtual absl::StatusOr<int64_t> Import(const std::string& kind, const std::string& csv) = 0;
+
+  // Network stock by SKU across sites, or by site (or both).
+  virtual absl::StatusOr<v1::NetworkStockResponse> NetworkStock(const std::string& sku,
+                                                                const std::string& site) = 0;
+  virtual absl::StatusOr<SiteMirror> Mirror(const std::string& site) = 0;
+};
+
+}  // namespace depot::central
