@@ -41,7 +41,14 @@ absl::StatusOr<uint64_t> CentralSyncEngine::Open(const v1::Hello& hello,
                         "node '", id, "' connected with epoch ", hello.epoch(),
                         ", which was replaced; this database is an old copy")));
     }
-    if (node->epoch != 0 && hello.previous_epoch() != node->epoch) {
+    // A restore names the epochs its history went through, newest first; find the one central
+    // has now. The node's history left it at that entry's last seq.
+    std::optional<uint64_t> found;
+    if (hello.previous_epoch() == node->epoch) found = hello.previous_last_seq();
+    for (const auto& a : hello.ancestors()) {
+      if (!found && a.epoch() == node->epoch) found = a.last_seq();
+    }
+    if (node->epoch != 0 && !found) {
       return Refuse("unknown_epoch", id,
                     absl::FailedPreconditionError(StrCat(
                         "node '", id, "' connected with a new epoch ", hello.epoch(),
@@ -50,7 +57,7 @@ absl::StatusOr<uint64_t> CentralSyncEngine::Open(const v1::Hello& hello,
     }
     // First contact, or a restore from backup: the sequence continues from the backup's last
     // event; events central applied beyond it were lost by the restore.
-    const uint64_t keep = node->epoch == 0 ? 0 : hello.previous_last_seq();
+    const uint64_t keep = node->epoch == 0 ? 0 : *found;
     auto reversed = store_->BeginEpoch(id, hello.epoch(), node->epoch == 0 ? UINT64_MAX : keep);
     if (!reversed.ok()) return reversed.status();
     if (*reversed > 0) {
@@ -63,7 +70,16 @@ absl::StatusOr<uint64_t> CentralSyncEngine::Open(const v1::Hello& hello,
     }
     node = store_->GetNode(id);
     if (!node.ok()) return node.status();
-  } else if (hello.last_event_seq() < node->applied_seq) {
+  }
+  if (hello.epoch() == node->epoch && hello.acked_seq() > node->applied_seq) {
+    return Refuse("central_lost_events", id,
+                  absl::FailedPreconditionError(StrCat(
+                      "central acknowledged events of node '", id, "' up to ", hello.acked_seq(),
+                      " but has only ", node->applied_seq,
+                      ": central's database was replaced or restored; those events are no "
+                      "longer in the node's outbox")));
+  }
+  if (hello.epoch() == node->epoch && hello.last_event_seq() < node->applied_seq) {
     return Refuse("behind_central", id,
                   absl::FailedPreconditionError(StrCat(
                       "node '", id, "' has events up to ", hello.last_event_seq(),
@@ -169,9 +185,10 @@ absl::Status CentralSyncEngine::ApplyBatch(Session& s, const v1::EventBatch& bat
                  HybridLogicalClock::Millis(e.hlc()) - now_ms, " ms ahead of central's clock"),
           now_ms);
     }
-    if (s.held.size() < options_.hold_back_limit || s.held.count(e.seq())) {
-      s.held.emplace(e.seq(), e);
-    }
+    // Hold back at most hold_back_limit events beyond the mark; anything further is dropped
+    // (the node resends it). Admitting by distance, not by buffer size, means the event at
+    // mark + 1 is always accepted, so a full buffer can never block progress.
+    if (e.seq() <= s.mark + options_.hold_back_limit) s.held.emplace(e.seq(), e);
   }
   // Apply the contiguous run that starts right after the mark; later events stay held back.
   for (auto it = s.held.begin(); it != s.held.end();) {

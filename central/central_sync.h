@@ -30,7 +30,7 @@ namespace depot::central {
 
 struct CentralSyncOptions {
   uint32_t feed_batch = 500;
-  uint32_t hold_back_limit = 100000;   // events held after a gap, per node
+  uint32_t hold_back_limit = 100000;   // events beyond the mark held after a gap, per node
   int64_t clock_ahead_ms = 60000;      // an event HLC further ahead than this is flagged
 };
 

@@ -86,7 +86,9 @@ absl::StatusOr<v1::ListNodesResponse> CentralService::ListNodes() {
       info->set_last_seen_ms(it->second.last_seen_ms);
       info->set_reported_outbox_depth(it->second.reported_outbox_depth);
     }
-    if (info->connected() && n.last_event_hlc != 0) {
+    // Lag: how old the oldest event central is still missing is, approximated by the age of the
+    // last applied event while the node reports unsent events; 0 once it has sent everything.
+    if (info->connected() && n.last_event_hlc != 0 && info->reported_outbox_depth() > 0) {
       info->set_lag_ms(
           std::max<int64_t>(0, now_ms - HybridLogicalClock::Millis(n.last_event_hlc)));
     }

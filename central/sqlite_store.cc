@@ -53,7 +53,9 @@ CREATE TABLE feed(node_id TEXT NOT NULL, seq INTEGER NOT NULL, payload BLOB NOT 
   PRIMARY KEY(node_id, seq)) WITHOUT ROWID;
 
 CREATE TABLE exceptions(id INTEGER PRIMARY KEY, kind TEXT NOT NULL, node_id TEXT NOT NULL,
-  message TEXT NOT NULL, at_ms INTEGER NOT NULL);
+  message TEXT NOT NULL, at_ms INTEGER NOT NULL, count INTEGER NOT NULL DEFAULT 1,
+  first_at_ms INTEGER NOT NULL);
+CREATE INDEX exceptions_by_node ON exceptions(node_id, kind, id);
 )sql"},
 };
 
@@ -225,12 +227,25 @@ class SqliteStore : public CentralStore {
                             const std::string& message, int64_t at_ms) override {
     std::lock_guard<std::mutex> lock(mu_);
     return Guard([&]() -> absl::StatusOr<bool> {
-             SQLite::Statement ins(
-                 *db_, "INSERT INTO exceptions(kind, node_id, message, at_ms) VALUES (?, ?, ?, ?)");
+             // The same exception again (a refused node retrying) counts up the latest entry.
+             SQLite::Statement again(
+                 *db_,
+                 "UPDATE exceptions SET count = count + 1, at_ms = ?4 WHERE id = (SELECT id FROM "
+                 "exceptions WHERE node_id = ?2 AND kind = ?1 ORDER BY id DESC LIMIT 1) "
+                 "AND message = ?3");
+             again.bind(1, kind);
+             again.bind(2, node_id);
+             again.bind(3, message);
+             again.bind(4, at_ms);
+             if (again.exec() > 0) return true;
+             SQLite::Statement ins(*db_,
+                                   "INSERT INTO exceptions(kind, node_id, message, at_ms, "
+                                   "first_at_ms) VALUES (?, ?, ?, ?, ?)");
              ins.bind(1, kind);
              ins.bind(2, node_id);
              ins.bind(3, message);
              ins.bind(4, at_ms);
+             ins.bind(5, at_ms);
              ins.exec();
              return true;
            })
@@ -242,7 +257,8 @@ class SqliteStore : public CentralStore {
     std::lock_guard<std::mutex> lock(mu_);
     return Guard([&]() -> absl::StatusOr<v1::ListExceptionsResponse> {
       SQLite::Statement q(*db_,
-                          "SELECT id, kind, node_id, message, at_ms FROM exceptions "
+                          "SELECT id, kind, node_id, message, at_ms, count, first_at_ms "
+                          "FROM exceptions "
                           "WHERE (?1 = '' OR node_id = ?1) AND (?2 = '' OR kind = ?2) "
                           "ORDER BY id DESC LIMIT 1000");
       q.bind(1, node_id);
@@ -255,6 +271,8 @@ class SqliteStore : public CentralStore {
         e->set_node_id(q.getColumn(2).getString());
         e->set_message(q.getColumn(3).getString());
         e->set_at_ms(q.getColumn(4).getInt64());
+        e->set_count(q.getColumn(5).getInt64());
+        e->set_first_at_ms(q.getColumn(6).getInt64());
       }
       return out;
     });

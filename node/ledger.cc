@@ -214,8 +214,11 @@ class Ledger::Impl {
   std::atomic<uint64_t> outbox_seq_{0};
   std::atomic<uint64_t> outbox_acked_{0};
   std::atomic<uint64_t> feed_mark_{0};
+  std::atomic<uint64_t> noted_acked_{0};  // acknowledged, maybe not trimmed yet
   std::atomic<bool> central_managed_{false};
   uint64_t previous_epoch_ = 0, previous_last_seq_ = 0;
+  std::string epoch_chain_;  // "epoch:seq,epoch:seq" newest first
+  std::atomic<bool> epoch_confirmed_{false};
 
  private:
   friend class Ledger;
@@ -287,6 +290,8 @@ absl::Status Ledger::Impl::Init() {
     previous_epoch_ = meta_u64("previous_epoch");
     previous_last_seq_ = meta_u64("previous_last_seq");
     central_managed_ = options_.central_managed || meta_u64("central_managed") != 0;
+    epoch_confirmed_ = meta_u64("confirmed_epoch") == epoch_;
+    epoch_chain_ = meta.count("epoch_chain") ? meta["epoch_chain"] : "";
     SQLite::Statement last(*wdb_, "SELECT seq, hlc FROM movements ORDER BY seq DESC LIMIT 1");
     if (last.executeStep()) {
       last_seq_ = last.getColumn(0).getInt64();
@@ -1188,8 +1193,7 @@ absl::StatusOr<uint64_t> Ledger::Impl::ApplyFeed(const std::vector<v1::FeedEntry
               "ON CONFLICT(code) DO UPDATE SET gtin = excluded.gtin, name = excluded.name, "
               "unit = excluded.unit, tracking = excluded.tracking, "
               "expiry_tracked = excluded.expiry_tracked, allow_negative = excluded.allow_negative, "
-              "safety_stock = excluded.safety_stock, version = excluded.version "
-              "WHERE excluded.version > skus.version");
+              "safety_stock = excluded.safety_stock, version = excluded.version");
           up->bind(1, k.code());
           up->bind(2, k.gtin());
           up->bind(3, k.name());
@@ -1209,8 +1213,7 @@ absl::StatusOr<uint64_t> Ledger::Impl::ApplyFeed(const std::vector<v1::FeedEntry
           auto up = w_->Get(
               "INSERT INTO bins(code, zone, walk_order, version) VALUES (?, ?, ?, ?) "
               "ON CONFLICT(code) DO UPDATE SET zone = excluded.zone, "
-              "walk_order = excluded.walk_order, version = excluded.version "
-              "WHERE excluded.version > bins.version");
+              "walk_order = excluded.walk_order, version = excluded.version");
           up->bind(1, b.code());
           up->bind(2, b.zone());
           up->bind(3, b.walk_order());
@@ -1431,7 +1434,15 @@ v1::NodeStatus Ledger::Status() const {
 }
 
 uint64_t Ledger::LastSeq() const { return impl_->last_seq_; }
-uint64_t Ledger::OutboxDepth() const { return impl_->outbox_seq_ - impl_->outbox_acked_; }
+uint64_t Ledger::OutboxDepth() const {
+  return impl_->outbox_seq_ - std::max<uint64_t>(impl_->outbox_acked_, impl_->noted_acked_);
+}
+
+void Ledger::NoteAcked(uint64_t acked_seq) {
+  uint64_t cur = impl_->noted_acked_.load();
+  while (acked_seq > cur && !impl_->noted_acked_.compare_exchange_weak(cur, acked_seq)) {
+  }
+}
 
 absl::StatusOr<std::vector<v1::Event>> Ledger::ReadOutbox(uint64_t after_seq,
                                                           uint32_t limit) const {
@@ -1469,9 +1480,37 @@ uint64_t Ledger::LastEventSeq() const { return impl_->outbox_seq_; }
 uint64_t Ledger::OutboxAcked() const { return impl_->outbox_acked_; }
 uint64_t Ledger::FeedMark() const { return impl_->feed_mark_; }
 
+absl::Status Ledger::ConfirmEpoch() {
+  if (impl_->epoch_confirmed_) return absl::OkStatus();
+  std::lock_guard<std::mutex> lock(impl_->write_mu_);
+  try {
+    auto up = impl_->w_->Get(
+        "INSERT INTO meta(key, value) VALUES ('confirmed_epoch', ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    up->bind(1, std::to_string(impl_->epoch_));
+    up->exec();
+  } catch (const std::exception& e) {
+    return db::FromException(e);
+  }
+  impl_->epoch_confirmed_ = true;
+  return absl::OkStatus();
+}
+
+namespace {
+std::vector<std::pair<uint64_t, uint64_t>> ParseChain(const std::string& text) {
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  for (auto part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> kv = absl::StrSplit(part, ':');
+    out.emplace_back(std::stoull(kv.first), std::stoull(kv.second));
+  }
+  return out;
+}
+}  // namespace
+
 Ledger::Identity Ledger::GetIdentity() const {
-  return Identity{impl_->node_id_, impl_->epoch_, impl_->previous_epoch_,
-                  impl_->previous_last_seq_};
+  Identity id{impl_->node_id_, impl_->epoch_, impl_->previous_epoch_, impl_->previous_last_seq_,
+              ParseChain(impl_->epoch_chain_)};
+  return id;
 }
 
 absl::StatusOr<uint64_t> Ledger::ApplyFeed(const std::vector<v1::FeedEntry>& entries) {
@@ -1506,12 +1545,27 @@ absl::Status Ledger::RestoreFromBackup(const std::string& backup_path,
     const uint64_t acked = get("outbox_acked");
     const uint64_t max_outbox =
         (*db)->execAndGet("SELECT COALESCE(MAX(seq), 0) FROM outbox").getInt64();
+    // The restored history continues the backup's epoch up to its last event. If central had
+    // not accepted that epoch when the backup was taken, keep the backup's own chain too, so
+    // central can find the newest epoch it knows (restores while offline, repeated).
+    const uint64_t previous = old_epoch, previous_last = std::max(acked, max_outbox);
+    std::string chain = StrCat(previous, ":", previous_last);
+    if (get("confirmed_epoch") != old_epoch) {
+      SQLite::Statement q(**db, "SELECT value FROM meta WHERE key = 'epoch_chain'");
+      if (q.executeStep()) {
+        auto older = ParseChain(q.getColumn(0).getString());
+        for (size_t i = 0; i < older.size() && i < 15; ++i) {
+          absl::StrAppend(&chain, ",", older[i].first, ":", older[i].second);
+        }
+      }
+    }
     SQLite::Statement up(**db,
                          "INSERT INTO meta(key, value) VALUES (?, ?) "
                          "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
     for (auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
-             {"previous_epoch", std::to_string(old_epoch)},
-             {"previous_last_seq", std::to_string(std::max(acked, max_outbox))},
+             {"previous_epoch", std::to_string(previous)},
+             {"previous_last_seq", std::to_string(previous_last)},
+             {"epoch_chain", chain},
              {"epoch", std::to_string(NewEpoch())}}) {
       up.bind(1, k);
       up.bind(2, v);

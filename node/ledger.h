@@ -94,6 +94,9 @@ class Ledger {
   absl::StatusOr<std::vector<v1::Event>> ReadOutbox(uint64_t after_seq, uint32_t limit) const;
   // Deletes events up to and including acked_seq (central has applied them).
   absl::Status TrimOutbox(uint64_t acked_seq);
+  // Central acknowledged events up to acked_seq; they leave OutboxDepth() at once and are
+  // deleted by the next TrimOutbox (which the sync engine batches to save fsyncs).
+  void NoteAcked(uint64_t acked_seq);
   uint64_t LastEventSeq() const;   // newest event seq (continues across epochs)
   uint64_t OutboxAcked() const;    // events up to here were acknowledged and trimmed
 
@@ -103,8 +106,14 @@ class Ledger {
     uint64_t epoch = 0;
     uint64_t previous_epoch = 0;
     uint64_t previous_last_seq = 0;
+    // Restore chain, newest first: (epoch, last event seq of this history in that epoch).
+    std::vector<std::pair<uint64_t, uint64_t>> ancestors;
   };
   Identity GetIdentity() const;
+  // Records that central accepted this database's epoch (idempotent, cheap after the first call).
+  // A backup of a database whose epoch central never accepted restores to a chain that names
+  // the last accepted epoch, so restoring twice while offline still connects.
+  absl::Status ConfirmEpoch();
 
   // Central's feed of master data. Entries with seq <= FeedMark() are duplicates and skipped; a
   // gap stops application; the rest are applied in one transaction with the new mark, newer

@@ -19,9 +19,15 @@ v1::NodeMessage NodeSyncEngine::Connect() {
   h->set_last_event_seq(ledger_->LastEventSeq());
   h->set_feed_applied_seq(ledger_->FeedMark());
   h->set_outbox_depth(ledger_->OutboxDepth());
+  h->set_acked_seq(ledger_->OutboxAcked());
   h->set_hlc(ledger_->Status().hlc());
   h->set_previous_epoch(id.previous_epoch);
   h->set_previous_last_seq(id.previous_last_seq);
+  for (const auto& [epoch, seq] : id.ancestors) {
+    auto* a = h->add_ancestors();
+    a->set_epoch(epoch);
+    a->set_last_seq(seq);
+  }
   return m;
 }
 
@@ -32,16 +38,26 @@ absl::Status NodeSyncEngine::Handle(const v1::CentralMessage& message,
   switch (message.body_case()) {
     case v1::CentralMessage::kWelcome: {
       const uint64_t mark = message.welcome().applied_event_seq();
+      // A repeated Welcome on the same stream says no more than an ack.
+      if (welcomed_) return AckLocked(mark, now, out);
       if (mark > ledger_->LastEventSeq()) {
         last_error_ = absl::StrCat("central has applied up to ", mark, " but this node's last event is ",
                                    ledger_->LastEventSeq());
         return absl::FailedPreconditionError(last_error_);
       }
+      if (mark < ledger_->OutboxAcked()) {
+        last_error_ = absl::StrCat("central has applied only up to ", mark,
+                                   " but acknowledged up to ", ledger_->OutboxAcked(),
+                                   " before: its database was replaced or restored");
+        return absl::FailedPreconditionError(last_error_);
+      }
       welcomed_ = true;
       acked_ = mark;
       sent_ = mark;
+      if (auto st = ledger_->ConfirmEpoch(); !st.ok()) return st;
       last_progress_ms_ = now;
       last_ack_ms_ = now;
+      ledger_->NoteAcked(mark);
       if (mark > ledger_->OutboxAcked()) {
         if (auto s = ledger_->TrimOutbox(mark); !s.ok()) return s;
       }
@@ -49,24 +65,9 @@ absl::Status NodeSyncEngine::Handle(const v1::CentralMessage& message,
       PumpLocked(out);
       return absl::OkStatus();
     }
-    case v1::CentralMessage::kAck: {
+    case v1::CentralMessage::kAck:
       if (!welcomed_) return absl::FailedPreconditionError("ack before welcome");
-      const uint64_t mark = message.ack().applied_seq();
-      if (mark > ledger_->LastEventSeq()) {
-        return absl::FailedPreconditionError(absl::StrCat("ack ", mark, " beyond the last event"));
-      }
-      last_ack_ms_ = now;
-      if (mark > acked_) {  // stale or duplicated acks are harmless
-        acked_ = mark;
-        last_progress_ms_ = now;
-        if (sent_ < acked_) sent_ = acked_;
-        if (mark > ledger_->OutboxAcked()) {
-          if (auto s = ledger_->TrimOutbox(mark); !s.ok()) return s;
-        }
-      }
-      PumpLocked(out);
-      return absl::OkStatus();
-    }
+      return AckLocked(message.ack().applied_seq(), now, out);
     case v1::CentralMessage::kFeed: {
       if (!welcomed_) return absl::FailedPreconditionError("feed before welcome");
       std::vector<v1::FeedEntry> entries(message.feed().entries().begin(),
@@ -83,6 +84,26 @@ absl::Status NodeSyncEngine::Handle(const v1::CentralMessage& message,
     default:
       return absl::InvalidArgumentError("empty message from central");
   }
+}
+
+absl::Status NodeSyncEngine::AckLocked(uint64_t mark, int64_t now,
+                                       std::vector<v1::NodeMessage>* out) {
+  if (mark > ledger_->LastEventSeq()) {
+    return absl::FailedPreconditionError(absl::StrCat("ack ", mark, " beyond the last event"));
+  }
+  last_ack_ms_ = now;
+  if (mark > acked_) {  // stale or duplicated acks never move the mark back
+    acked_ = mark;
+    last_progress_ms_ = now;
+    if (sent_ < acked_) sent_ = acked_;
+    ledger_->NoteAcked(mark);
+    // Trimming is a durable write: batch it (every 256 events, or when everything is acked).
+    if (mark >= ledger_->OutboxAcked() + 256 || mark == ledger_->LastEventSeq()) {
+      if (auto s = ledger_->TrimOutbox(mark); !s.ok()) return s;
+    }
+  }
+  PumpLocked(out);
+  return absl::OkStatus();
 }
 
 void NodeSyncEngine::Pump(std::vector<v1::NodeMessage>* out) {

@@ -64,6 +64,7 @@ class NodeSyncEngine {
 
  private:
   void PumpLocked(std::vector<v1::NodeMessage>* out);
+  absl::Status AckLocked(uint64_t mark, int64_t now, std::vector<v1::NodeMessage>* out);
 
   Ledger* ledger_;
   const Clock* clock_;

@@ -83,26 +83,27 @@ class SyncClient::Impl {
   void Run() {
     int64_t backoff = options_.initial_backoff_ms;
     while (!stopping()) {
-      bool welcomed = false, refused = false;
-      std::string error = RunStream(&welcomed, &refused);
-      engine_->Disconnect(error);
+      const Outcome end = RunStream();
+      engine_->Disconnect(end.error);
       {
         std::lock_guard<std::mutex> lock(mu_);
         status_.stream_open = false;
-        status_.last_error = error;
-        status_.failures = welcomed ? 0 : status_.failures + 1;
+        status_.last_error = end.error;
+        status_.failures = end.welcomed ? 0 : status_.failures + 1;
         if (stopping_) break;
       }
-      if (welcomed) last_logged_error_.clear();
-      if (error != last_logged_error_) {
-        spdlog::warn("sync with central {}: {}; reconnecting", address_, error);
-        last_logged_error_ = error;
+      if (end.welcomed) last_logged_error_.clear();
+      if (end.error != last_logged_error_) {
+        spdlog::warn("sync with central {}: {}; reconnecting", address_, end.error);
+        last_logged_error_ = end.error;
       } else {
-        spdlog::debug("sync with central {}: {}", address_, error);
+        spdlog::debug("sync with central {}: {}", address_, end.error);
       }
-      if (welcomed) backoff = options_.initial_backoff_ms;
-      // Central said no (unknown node, stale epoch, ...): that will not change in milliseconds.
-      if (refused) backoff = options_.max_backoff_ms;
+      // A stream that worked starts the backoff over, unless our own engine failed (that tends
+      // to repeat); a refusal of the Hello (unknown node, stale epoch, ...) will not change in
+      // milliseconds.
+      if (end.welcomed && !end.engine_error) backoff = options_.initial_backoff_ms;
+      if (end.refused) backoff = options_.max_backoff_ms;
       std::uniform_real_distribution<double> jitter(1.0 - options_.jitter, 1.0 + options_.jitter);
       const auto wait = std::chrono::milliseconds(
           std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(backoff) * jitter(rng_))));
@@ -114,16 +115,21 @@ class SyncClient::Impl {
     }
   }
 
-  // One stream from connect to its end; returns why it ended. *welcomed tells whether central
-  // accepted the Hello, *refused whether it answered with a refusal status.
-  std::string RunStream(bool* welcomed, bool* refused) {
+  struct Outcome {
+    std::string error;          // why the stream ended
+    bool welcomed = false;      // central accepted the Hello
+    bool refused = false;       // central refused the Hello with a status
+    bool engine_error = false;  // our engine rejected a message from central
+  };
+
+  // One stream from connect to its end.
+  Outcome RunStream() {
+    Outcome end;
     grpc::ChannelArguments args;
-    // A fresh channel per attempt with its own subchannel: our backoff, not gRPC's, paces
-    // reconnects.
+    // A fresh channel per attempt with its own subchannel, so our backoff, not gRPC's, paces
+    // reconnects. gRPC's reconnect settings stay at their defaults: the minimum one is also the
+    // connect timeout (20 s), which must allow for slow links.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(options_.max_backoff_ms));
     args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, static_cast<int>(options_.keepalive_ms));
     args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
     args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
@@ -135,7 +141,10 @@ class SyncClient::Impl {
     grpc::ClientContext context;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      if (stopping_) return "stopped";
+      if (stopping_) {
+        end.error = "stopped";
+        return end;
+      }
       context_ = &context;
       ++status_.attempts;
       status_.stream_open = true;
@@ -151,7 +160,7 @@ class SyncClient::Impl {
     bool cancel = false;
     // A failed write means the call is over (its status follows); no need to cancel.
     if (!stream->Write(engine_->Connect())) error = "cannot send the Hello";
-    std::thread reader([&] { ReadLoop(stream.get(), welcomed); });
+    std::thread reader([&] { ReadLoop(stream.get(), &end.welcomed); });
     if (error.empty()) error = WriteLoop(stream.get(), &cancel);
     // When the call ended by itself, central's status waits for Finish() and cancelling would
     // replace it with CANCELLED; when we end a live stream, cancel it so the reader returns.
@@ -163,18 +172,23 @@ class SyncClient::Impl {
       context_ = nullptr;
     }
     // The most specific reason first: the engine's, then central's status, then ours.
-    if (!reader_error_.empty()) return reader_error_;
     const grpc::StatusCode code = status.error_code();
-    *refused = !*welcomed && (code == grpc::StatusCode::NOT_FOUND ||
-                              code == grpc::StatusCode::FAILED_PRECONDITION ||
-                              code == grpc::StatusCode::INVALID_ARGUMENT ||
-                              code == grpc::StatusCode::PERMISSION_DENIED);
-    if (!status.ok() && code != grpc::StatusCode::CANCELLED) {
-      return absl::StrCat("central: ", status.error_message(), " (gRPC code ",
-                          static_cast<int>(status.error_code()), ")");
+    end.refused = !end.welcomed && (code == grpc::StatusCode::NOT_FOUND ||
+                                    code == grpc::StatusCode::FAILED_PRECONDITION ||
+                                    code == grpc::StatusCode::INVALID_ARGUMENT ||
+                                    code == grpc::StatusCode::PERMISSION_DENIED);
+    if (!reader_error_.empty()) {
+      end.engine_error = true;
+      end.error = reader_error_;
+    } else if (!status.ok() && code != grpc::StatusCode::CANCELLED) {
+      end.error = absl::StrCat("central: ", status.error_message(), " (gRPC code ",
+                               static_cast<int>(code), ")");
+    } else if (!error.empty()) {
+      end.error = error;
+    } else {
+      end.error = "stream closed by central";
     }
-    if (!error.empty()) return error;
-    return "stream closed by central";
+    return end;
   }
 
   // Reader thread: hands each message to the engine and queues its answers for the writer.

@@ -1266,5 +1266,28 @@ TEST_CASE("depotctl exit codes", "[integration]") {
   CHECK(RunProcess({kCtlBin, "--help"}).exit_code == 0);
 }
 
+TEST_CASE("depot-node reads its options from a config file", "[integration]") {
+  const std::string dir = TestDir("depot-config-");
+  // The same names as the flags; a small body limit makes the option observable.
+  REQUIRE(WriteFile(dir + "/node.toml", "max-body = 2048\nsync = \"normal\"\n").ok());
+  NodeProcess node(dir + "/node.db", "cfg-node", {"--config", dir + "/node.toml"});
+  REQUIRE(node.Start().ok());
+  auto client = http::NewCurlClient();
+  auto small = client->Send("POST", node.url() + "/v1/receipts", std::string(1000, ' '),
+                            {{"X-Depot-Operator", "t"}});
+  REQUIRE(small.ok());
+  CHECK(small->status == 400);  // parsed (an empty message), refused for its content
+  auto big = client->Send("POST", node.url() + "/v1/receipts", std::string(4096, ' '),
+                          {{"X-Depot-Operator", "t"}});
+  REQUIRE(big.ok());
+  CHECK(big->status == 413);
+  // A config file with an unknown option is refused at start-up.
+  REQUIRE(WriteFile(dir + "/bad.toml", "colour = \"red\"\n").ok());
+  ProcessResult bad = RunProcess({kNodeBin, "--db", dir + "/bad.db", "--node-id", "x", "--port",
+                                  "0", "--config", dir + "/bad.toml"},
+                                 {}, std::chrono::seconds(10));
+  CHECK(bad.exit_code != 0);
+}
+
 }  // namespace
 }  // namespace depot::testing

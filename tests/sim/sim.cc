@@ -204,9 +204,8 @@ struct NodeSim {
   };
   std::vector<Zombie> late_close;
 
-  // What the node ever sent: (epoch, seq) -> serialized event; epochs in first-seen order.
+  // What the node ever sent: (epoch, seq) -> serialized event.
   std::map<std::pair<uint64_t, uint64_t>, std::string> sent;
-  std::vector<uint64_t> epochs;
   std::map<uint64_t, std::string> feed_seen;  // feed seq -> serialized entry, as central sent it
   uint64_t max_mark_seen = 0;                 // central's highest mark told to this node (epoch)
   uint64_t mark_epoch = 0;
@@ -347,6 +346,8 @@ std::string Sim::Sanitize(std::string text) const {
 }
 
 void Sim::Trace(const std::string& line) {
+  // A run that does not converge repeats itself: keep the first rounds and every 100th.
+  if (quiescing_ && quiesce_round_ > 20 && quiesce_round_ % 100 != 0) return;
   std::string full = Prefix() + Sanitize(line);
   if (opt_.echo_trace) std::cerr << full << "\n";
   result_.trace.push_back(std::move(full));
@@ -542,9 +543,6 @@ void Sim::SendUp(NodeSim& n, std::vector<v1::NodeMessage>& out) {
         auto key = std::make_pair(e.epoch(), e.seq());
         auto it = n.sent.find(key);
         if (it == n.sent.end()) {
-          if (std::find(n.epochs.begin(), n.epochs.end(), e.epoch()) == n.epochs.end()) {
-            n.epochs.push_back(e.epoch());
-          }
           n.sent.emplace(key, std::move(bytes));
         } else {
           ++stats_.events_resent;
@@ -1762,7 +1760,7 @@ std::string FormatFailure(const SimResult& r, const SimOptions& o, size_t max_tr
   std::string out = StrCat("seed ", r.seed, " FAILED (", r.failures.size(), " failures)\n");
   for (const auto& f : r.failures) absl::StrAppend(&out, "  - ", f, "\n");
   absl::StrAppend(&out, "replay: ", ReplayCommand(replay), "\n");
-  if (!r.trace.empty()) {
+  if (!r.trace.empty() && max_trace_lines > 0) {
     const size_t from = r.trace.size() > max_trace_lines ? r.trace.size() - max_trace_lines : 0;
     absl::StrAppend(&out, "trace (", r.trace.size(), " lines", from ? ", the last ones" : "",
                     "):\n");

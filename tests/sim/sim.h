@@ -6,10 +6,16 @@
 // Real parts: each node is a node::Ledger on its own SQLite file with a node::NodeSyncEngine;
 // central is central::OpenSqliteStore on its own file with a central::CentralSyncEngine. Only
 // the transport is simulated: per node a link with a queue each way, and per message faults
-// (drop, duplicate, reorder, delay). The schedule mixes local stock operations (refusals are
-// fine), deliveries, pumps, partitions and heals, crash-restarts of nodes and of central (the
-// objects are destroyed and the same files reopened; in-flight messages are lost), late stream
-// closes, master-data imports at central and clock steps (node clocks also step backwards).
+// (drop, duplicate, reorder, delay). A stream opens with its Hello handed straight to
+// CentralSyncEngine::Open (refusals are traced and retried later); every later message goes
+// through the faulty queues, and a message of an old stream is never delivered on a new one.
+// The schedule mixes local stock operations (single and group-committed, idempotent replays of
+// earlier request ids; refusals are fine, e.g. NotFound before the feed brought the master
+// data), deliveries, pumps, partitions and heals, stream resets, crash-restarts of nodes and of
+// central (the objects are destroyed and the same files reopened; in-flight messages are lost),
+// late stream closes (central first reads what is left of the old stream on the old session),
+// master-data imports at central (the feed grows), node backups and restores from them (a new
+// epoch), and clock steps (node clocks also step backwards).
 //
 // After the schedule everything is healed and the faults stop; the run must then converge
 // (every outbox acknowledged, every feed applied) within a bounded number of rounds, and the
@@ -24,15 +30,15 @@
 // plus running checks: an event's content never changes between sends, central's mark never
 // goes back, an idempotent replay of a request writes nothing, the ledger verifies.
 //
-// Known engine bugs (found by this simulation; SimOptions::avoid_known_engine_bugs steers
-// around them until they are fixed):
-//   1 CentralSyncEngine::ApplyBatch: once the hold-back buffer is full (hold_back_limit) it
-//     refuses every further event, including seq == mark + 1, the one that would drain it: the
-//     session livelocks (the node resends from its ack forever, central acks the same mark).
-//   2 NodeSyncEngine::Handle(Welcome) is not idempotent: a late copy of the stream's Welcome
-//     sets acked_/sent_ back below the trimmed outbox; ReadOutbox then finds nothing to resend,
-//     no batch goes out, no ack comes back, and Status().acked_seq stays behind until the next
-//     local write.
+// Engine bugs this simulation found, now fixed (regression tests in sim_test.cc; the
+// avoid_known_engine_bugs option is kept to steer around any future ones):
+//   1 CentralSyncEngine::ApplyBatch refused seq == mark + 1 once its hold-back buffer was full,
+//     livelocking the session; events are now admitted by distance from the mark.
+//   2 NodeSyncEngine::Handle(Welcome) set the ack back on a repeated Welcome; a repeated Welcome
+//     is now handled as an ack, which never moves the mark back.
+//   3 (protocol) restoring a backup of an epoch central had not yet welcomed named an epoch
+//     central never saw; the Hello now carries the restore chain (Hello.ancestors) and central
+//     picks the newest epoch it knows (unconfirmed_backups exercises this).
 //
 // Thread-safety: one simulation is single-threaded; independent simulations (different seeds)
 // may run on different threads (RunSeeds does).
@@ -73,7 +79,7 @@ struct SimOptions {
   bool avoid_known_engine_bugs = false;
   // Also take backups of an epoch central has not welcomed yet (a node restored, then backed up
   // while still offline). Restoring such a backup is refused by central (unknown_epoch) and the
-  // node never syncs again: see "Known protocol gaps" above. Off by default.
+  // node never syncs again: see "Known protocol gap" above. Off by default.
   bool unconfirmed_backups = false;
 };
 

@@ -117,7 +117,9 @@ TEST_CASE("the checks catch a store that forgets its mark and re-applies duplica
     if (r.ok()) continue;
     ++caught;
     INFO(depot::sim::FormatFailure(r, options, 0));
-    CHECK(Names(r, "invariant 4"));
+    // Caught either by the replay check or, earlier, by the node noticing on reconnect that
+    // central's mark fell below what central had already acknowledged.
+    CHECK((Names(r, "invariant 4") || Names(r, "central_lost_events")));
   }
   REQUIRE(caught >= 9);
 }

@@ -286,3 +286,38 @@ TEST_CASE("a restore from backup starts a new epoch and reverses the lost events
   CHECK(net.nodes["n1"].refused.code() == absl::StatusCode::kFailedPrecondition);
   CHECK(net.store->ListExceptions("n1", "stale_epoch")->exceptions_size() == 1);
 }
+
+TEST_CASE("central's master data replaces what a node loaded from CSV before", "[sync]") {
+  Net net;
+  auto& n1 = net.Open("n1");
+  REQUIRE(n1.ledger->ImportSkus("code,safety_stock\nA,5\n").ok());  // a lone site's own data
+  REQUIRE(n1.ledger->ImportBins("code\nB1\n").ok());
+  net.Sync("n1");
+  CHECK(n1.ledger->GetAtp("A")->safety_stock() == 1);  // central's value, same version number
+  CHECK(n1.ledger->ImportSkus("code\nZ\n").status().code() ==
+        absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_CASE("a central that lost its database is refused instead of stalling", "[sync]") {
+  Net net;
+  auto& n1 = net.Open("n1");
+  net.Sync("n1");
+  for (int i = 0; i < 3; ++i) REQUIRE(n1.ledger->Apply(net.ctx, net.Receipt("A", "B1", 1)).ok());
+  net.Sync("n1");
+  REQUIRE(n1.ledger->OutboxAcked() == 3);
+  // Central comes back on an empty database with the same sites.
+  net.central.reset();
+  net.store.reset();
+  std::filesystem::remove(net.dir + "/central.db");
+  auto s = central::OpenSqliteStore({.path = net.dir + "/central2.db", .durable = false});
+  REQUIRE(s.ok());
+  net.store = std::move(*s);
+  net.central = std::make_unique<central::CentralSyncEngine>(net.store.get(), &net.clock);
+  REQUIRE(net.store->Import("sites", "id\nn1\n").ok());
+  net.Sync("n1");
+  CHECK(n1.refused.code() == absl::StatusCode::kFailedPrecondition);
+  net.Sync("n1");  // a retry counts up the same exception instead of adding another
+  auto ex = net.store->ListExceptions("n1", "central_lost_events");
+  REQUIRE(ex->exceptions_size() == 1);
+  CHECK(ex->exceptions(0).count() == 2);
+}
