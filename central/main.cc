@@ -37,6 +37,7 @@ int main(int argc, char** argv) {
   std::string db_path, host = "127.0.0.1", port_file, sync = "full", log_level = "info";
   int grpc_port = 7000, http_port = 7001, threads = 2;
   app.set_config("--config", "", "read options from a TOML/INI file");
+  app.allow_config_extras(false);  // a misspelt option in the file is an error
   app.add_option("--db", db_path, "SQLite database file")->required();
   app.add_option("--host", host, "address to listen on (gRPC and HTTP)")->capture_default_str();
   app.add_option("--grpc-port", grpc_port, "gRPC port (0 picks a free one)")

@@ -188,28 +188,27 @@ class NodeHttpApi::Impl {
     respond(JsonOk(*r));
   }
 
-  // GET /v1/sync: hand-built JSON (64-bit numbers as strings, like the protobuf mapping).
-  Response SyncJson() const {
-    Response r;
-    if (sync_ == nullptr) {
-      r.body = "{\"configured\":false,\"connected\":false}";
-      return r;
-    }
+  v1::SyncState Sync() const {
+    v1::SyncState out;
+    if (sync_ == nullptr) return out;
     const NodeSyncStatus s = sync_->Status();
-    r.body = absl::StrCat(
-        "{\"configured\":true,\"connected\":", s.connected ? "true" : "false",
-        ",\"acked_seq\":\"", s.acked_seq, "\",\"sent_seq\":\"", s.sent_seq,
-        "\",\"last_event_seq\":\"", s.last_event_seq, "\",\"outbox_depth\":\"", s.outbox_depth,
-        "\",\"feed_applied\":\"", s.feed_applied, "\",\"last_ack_ms\":\"", s.last_ack_ms,
-        "\",\"last_error\":\"", http::JsonEscape(s.last_error), "\"");
+    out.set_configured(true);
+    out.set_connected(s.connected);
+    out.set_acked_seq(s.acked_seq);
+    out.set_sent_seq(s.sent_seq);
+    out.set_last_event_seq(s.last_event_seq);
+    out.set_outbox_depth(s.outbox_depth);
+    out.set_feed_applied(s.feed_applied);
+    out.set_last_ack_ms(s.last_ack_ms);
+    out.set_last_error(s.last_error);
     if (client_ != nullptr) {
       const SyncClientStatus c = client_->Status();
-      absl::StrAppend(&r.body, ",\"central\":\"", http::JsonEscape(c.central),
-                      "\",\"attempts\":\"", c.attempts, "\",\"welcomes\":\"", c.welcomes,
-                      "\",\"transport_error\":\"", http::JsonEscape(c.last_error), "\"");
+      out.set_central(c.central);
+      out.set_attempts(c.attempts);
+      out.set_welcomes(c.welcomes);
+      if (out.last_error().empty()) out.set_last_error(c.last_error);
     }
-    r.body += "}";
-    return r;
+    return out;
   }
 
   Ledger* ledger_;
@@ -398,13 +397,14 @@ void NodeHttpApi::Impl::Handle(Request&& req, Responder respond) {
   if (p == "/v1/sync") {
     respond = Measured(p, std::move(respond));
     if (!route(p, {"GET"})) return not_allowed(respond);
-    return respond(SyncJson());
+    return respond(JsonOk(Sync()));
   }
   if (p == "/v1/status") {
     respond = Measured(p, std::move(respond));
     if (!route(p, {"GET"})) return not_allowed(respond);
     v1::NodeStatus s = ledger_->Status();
     s.set_version(DEPOT_VERSION);
+    *s.mutable_sync() = Sync();
     return respond(JsonOk(s));
   }
   respond(http::ErrorResponse(404, "NOT_FOUND", absl::StrCat("no route for ", m, " ", p)));

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   int port = 7070, threads = 2;
   size_t max_body = 1 << 20;
   app.set_config("--config", "", "read options from a TOML/INI file");
+  app.allow_config_extras(false);  // a misspelt option in the file is an error
   app.add_option("--db", db_path, "SQLite database file")->capture_default_str();
   app.add_option("--node-id", node_id, "this site's node id (stored on first start)");
   app.add_option("--host", host, "address to listen on")->capture_default_str();

@@ -1287,6 +1287,8 @@ TEST_CASE("depot-node reads its options from a config file", "[integration]") {
                                   "0", "--config", dir + "/bad.toml"},
                                  {}, std::chrono::seconds(10));
   CHECK(bad.exit_code != 0);
+  CHECK(bad.exit_code != 124);  // refused at once, not killed by the timeout
+  CHECK(bad.err.find("colour") != std::string::npos);
 }
 
 }  // namespace
