@@ -170,7 +170,7 @@ absl::Status CentralSyncEngine::Handle(uint64_t session, const v1::NodeMessage& 
 
 absl::Status CentralSyncEngine::ApplyBatch(Session& s, const v1::EventBatch& batch,
                                            std::vector<v1::CentralMessage>* out) {
-  std::vector<v1::Event> run;
+  std::vector<const v1::Event*> run;  // the contiguous run after the mark, borrowed from batch
   const int64_t now_ms = clock_->NowMicros() / 1000;
   for (const v1::Event& e : batch.events()) {
     if (e.node_id() != s.node_id || e.epoch() != s.epoch) {
@@ -185,25 +185,33 @@ absl::Status CentralSyncEngine::ApplyBatch(Session& s, const v1::EventBatch& bat
                  HybridLogicalClock::Millis(e.hlc()) - now_ms, " ms ahead of central's clock"),
           now_ms);
     }
+    // The common case (in order, nothing held back) applies straight from the batch.
+    if (s.held.empty() && e.seq() == s.mark + run.size() + 1) {
+      run.push_back(&e);
+      continue;
+    }
     // Hold back at most hold_back_limit events beyond the mark; anything further is dropped
     // (the node resends it). Admitting by distance, not by buffer size, means the event at
     // mark + 1 is always accepted, so a full buffer can never block progress.
-    if (e.seq() <= s.mark + options_.hold_back_limit) s.held.emplace(e.seq(), e);
+    if (e.seq() > s.mark + run.size() && e.seq() <= s.mark + options_.hold_back_limit) {
+      s.held.emplace(e.seq(), e);
+    }
   }
-  // Apply the contiguous run that starts right after the mark; later events stay held back.
+  // Extend the run with held events that continue it; later ones stay held back.
   for (auto it = s.held.begin(); it != s.held.end();) {
     if (it->first <= s.mark + run.size()) {
       it = s.held.erase(it);  // duplicate of something applied or already in the run
       continue;
     }
     if (it->first != s.mark + run.size() + 1) break;
-    run.push_back(std::move(it->second));
-    it = s.held.erase(it);
+    run.push_back(&it->second);
+    ++it;
   }
   if (!run.empty()) {
     auto mark = store_->ApplyEvents(s.node_id, s.epoch, run);
     if (!mark.ok()) return mark.status();
     s.mark = *mark;
+    s.held.erase(s.held.begin(), s.held.upper_bound(s.mark));
   }
   v1::CentralMessage ack;
   ack.mutable_ack()->set_applied_seq(s.mark);

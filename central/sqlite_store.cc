@@ -149,7 +149,7 @@ class SqliteStore : public CentralStore {
   // applies every queued batch in a single transaction, each in its own savepoint so a refused
   // batch does not affect the others, and commits once for all.
   absl::StatusOr<uint64_t> ApplyEvents(const std::string& node_id, uint64_t epoch,
-                                       const std::vector<v1::Event>& events) override {
+                                       const std::vector<const v1::Event*>& events) override {
     PendingApply me{&node_id, epoch, &events};
     std::unique_lock<std::mutex> lk(gc_mu_);
     gc_queue_.push_back(&me);
@@ -480,7 +480,7 @@ class SqliteStore : public CentralStore {
   struct PendingApply {
     const std::string* node_id;
     uint64_t epoch;
-    const std::vector<v1::Event>* events;
+    const std::vector<const v1::Event*>* events;
     absl::StatusOr<uint64_t> result = absl::UnknownError("not applied");
     bool done = false;
   };
@@ -510,7 +510,7 @@ class SqliteStore : public CentralStore {
 
   // One node's batch inside the group transaction.
   absl::StatusOr<uint64_t> ApplyOne(const std::string& node_id, uint64_t epoch,
-                                    const std::vector<v1::Event>& events) {
+                                    const std::vector<const v1::Event*>& events) {
     auto node = GetNodeLocked(node_id);
     if (!node.ok()) return node.status();
     if (node->epoch != epoch) {
@@ -522,20 +522,21 @@ class SqliteStore : public CentralStore {
         "INSERT INTO events(node_id, epoch, seq, hlc, hash, payload) VALUES (?, ?, ?, ?, ?, ?)");
     std::string payload;
     Deltas deltas;  // mirror changes summed over the batch: one upsert per (sku, lot)
-    for (const v1::Event& e : events) {
+    for (const v1::Event* ep : events) {
+      const v1::Event& e = *ep;
       if (e.seq() != mark + 1) {
         return absl::FailedPreconditionError(
             StrCat("event ", e.seq(), " of node '", node_id, "' is not the next (", mark + 1,
                    ")"));
       }
+      // One deterministic serialization serves as the stored payload and the digest input.
       payload.clear();
-      e.SerializeToString(&payload);
+      const uint64_t hash = SerializeAndHash(e, &payload);
       ins.bind(1, node_id);
       ins.bind(2, static_cast<int64_t>(epoch));
       ins.bind(3, static_cast<int64_t>(e.seq()));
       ins.bind(4, static_cast<int64_t>(e.hlc()));
-      ins.bind(5, static_cast<int64_t>(
-                      e.has_movement() ? EventHash(e.seq(), e.movement()) : 0));
+      ins.bind(5, static_cast<int64_t>(hash));
       ins.bindNoCopy(6, payload.data(), static_cast<int>(payload.size()));
       ins.exec();
       ins.reset();

@@ -53,8 +53,9 @@ class CentralStore {
 
   // Applies events (contiguous, events[0].seq == mark + 1, all of node_id's current epoch) and
   // returns the new mark. FailedPrecondition if the precondition does not hold.
+  // The events are borrowed for the call (pointers into the received batch: no copies).
   virtual absl::StatusOr<uint64_t> ApplyEvents(const std::string& node_id, uint64_t epoch,
-                                               const std::vector<v1::Event>& events) = 0;
+                                               const std::vector<const v1::Event*>& events) = 0;
   // Order-independent digest of the events applied for a node's current chain, and their count.
   virtual absl::StatusOr<std::pair<uint64_t, uint64_t>> EventDigest(const std::string& node_id) = 0;
 

@@ -2,8 +2,6 @@
 
 #include <cctype>
 
-#include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -44,24 +42,38 @@ MovementEffects EffectsOf(const v1::Movement& m) {
   return e;
 }
 
-uint64_t EventHash(uint64_t seq, const v1::Movement& m) {
-  std::string bytes;
-  {
-    google::protobuf::io::StringOutputStream out(&bytes);
-    google::protobuf::io::CodedOutputStream coded(&out);
-    coded.SetSerializationDeterministic(true);
-    coded.WriteLittleEndian64(seq);
-    m.SerializeToCodedStream(&coded);
+namespace {
+// Movement and Event have no map fields, so protobuf's ordinary serialization is canonical
+// (fields in number order) and identical to its "deterministic" mode, and faster.
+std::string Canonical(const google::protobuf::MessageLite& m) { return m.SerializeAsString(); }
+}  // namespace
+
+uint64_t EventHashOfBytes(uint64_t seq, std::string_view movement_bytes) {
+  uint64_t h = 1469598103934665603ULL;  // FNV-1a over seq (little endian) and the bytes
+  for (int i = 0; i < 8; ++i) {
+    h ^= (seq >> (8 * i)) & 0xFF;
+    h *= 1099511628211ULL;
   }
-  uint64_t h = 1469598103934665603ULL;  // FNV-1a, then a final mix
-  for (unsigned char c : bytes) {
+  for (unsigned char c : movement_bytes) {
     h ^= c;
     h *= 1099511628211ULL;
   }
-  h ^= h >> 33;
+  h ^= h >> 33;  // final mix
   h *= 0xff51afd7ed558ccdULL;
   h ^= h >> 33;
   return h;
+}
+
+uint64_t EventHash(uint64_t seq, const v1::Movement& m) {
+  return EventHashOfBytes(seq, Canonical(m));
+}
+
+uint64_t SerializeAndHash(const v1::Event& event, std::string* out) {
+  event.SerializeToString(out);
+  if (!event.has_movement()) return 0;
+  // The movement (field 10) is serialized last: its bytes end the buffer.
+  const size_t len = event.movement().GetCachedSize();
+  return EventHashOfBytes(event.seq(), std::string_view(*out).substr(out->size() - len));
 }
 
 bool ValidGtin(std::string_view gtin) {

@@ -27,6 +27,11 @@ MovementEffects EffectsOf(const v1::Movement& m);
 // A 64-bit hash of one event (its seq and movement), summed over a set of events to get an
 // order-independent digest that node and central compare (SYNC.md invariant 1).
 uint64_t EventHash(uint64_t seq, const v1::Movement& m);
+// The same hash from the movement's deterministic serialization.
+uint64_t EventHashOfBytes(uint64_t seq, std::string_view movement_bytes);
+// Serializes event (canonically: no map fields) into *out and returns EventHash of its movement (0 when
+// it carries none), hashing the movement's bytes inside the serialization: one pass.
+uint64_t SerializeAndHash(const v1::Event& event, std::string* out);
 
 // Available-to-promise: on_hand - reserved - safety_stock (may be negative).
 inline int64_t Available(int64_t on_hand, int64_t reserved, int64_t safety_stock) {

@@ -85,21 +85,21 @@ class SabotageStore : public central::CentralStore {
     return real_->BeginEpoch(node_id, new_epoch, keep_through);
   }
   absl::StatusOr<uint64_t> ApplyEvents(const std::string& node_id, uint64_t epoch,
-                                       const std::vector<v1::Event>& events) override {
+                                       const std::vector<const v1::Event*>& events) override {
     if (mode_ == Sabotage::kDoubleApply) {
       auto r = real_->ApplyEvents(node_id, epoch, events);
-      if (r.ok() && !events.empty() && ++shadow_->calls % 5 == 0) Again(node_id, events[0]);
+      if (r.ok() && !events.empty() && ++shadow_->calls % 5 == 0) Again(node_id, *events[0]);
       return r;
     }
     // kForgetMark: events at or below the real mark are applied again instead of refused.
     auto real = real_->GetNode(node_id);
     if (!real.ok()) return real.status();
-    std::vector<v1::Event> fresh;
+    std::vector<const v1::Event*> fresh;
     uint64_t last = 0;
-    for (const auto& e : events) {
-      last = e.seq();
-      if (e.seq() <= real->applied_seq) {
-        Again(node_id, e);
+    for (const v1::Event* e : events) {
+      last = e->seq();
+      if (e->seq() <= real->applied_seq) {
+        Again(node_id, *e);
       } else {
         fresh.push_back(e);
       }
