@@ -8,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/http_json.h"
 #include "common/json.h"
 #include "common/request_context.h"
 
@@ -16,14 +17,10 @@ namespace {
 
 using http::Request;
 using http::Responder;
+using http::JsonOk;
+using http::Reply;
 using http::Response;
-
-Response JsonOk(const google::protobuf::Message& m, int status = 200) {
-  Response r;
-  r.status = status;
-  r.body = MessageToJson(m);
-  return r;
-}
+using http::Worker;
 
 std::string PercentDecode(std::string_view s) {
   std::string out;
@@ -50,47 +47,6 @@ absl::StatusOr<uint64_t> QueryUint(const Request& req, std::string_view name, ui
   }
   return out;
 }
-
-// A single worker thread for slow administrative requests.
-class Worker {
- public:
-  Worker() : thread_([this] { Run(); }) {}
-  ~Worker() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stop_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-  void Post(std::function<void()> f) {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      q_.push_back(std::move(f));
-    }
-    cv_.notify_one();
-  }
-
- private:
-  void Run() {
-    for (;;) {
-      std::function<void()> f;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [&] { return stop_ || !q_.empty(); });
-        if (q_.empty()) return;
-        f = std::move(q_.front());
-        q_.pop_front();
-      }
-      f();
-    }
-  }
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> q_;
-  bool stop_ = false;
-  std::thread thread_;
-};
 
 }  // namespace
 
@@ -180,12 +136,6 @@ class NodeHttpApi::Impl {
       out.set_rows(*n);
       respond(JsonOk(out));
     });
-  }
-
-  template <typename T>
-  static void Reply(const absl::StatusOr<T>& r, Responder& respond) {
-    if (!r.ok()) return respond(http::ErrorResponse(r.status()));
-    respond(JsonOk(*r));
   }
 
   v1::SyncState Sync() const {
