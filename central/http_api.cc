@@ -40,19 +40,8 @@ class CentralHttpApi::Impl {
   void Handle(Request&& req, Responder respond);
 
  private:
-  // Wraps the responder to record request count and latency under a route name.
   Responder Measured(const std::string& route, Responder respond) {
-    auto start = std::chrono::steady_clock::now();
-    auto* hist = &registry_->GetHistogram("depot_http_request_duration_seconds",
-                                          "HTTP request latency by route.", {{"route", route}});
-    return [this, route, start, hist, respond = std::move(respond)](Response r) {
-      hist->Observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-      registry_
-          ->GetCounter("depot_http_requests_total", "HTTP requests by route and status code.",
-                       {{"route", route}, {"code", std::to_string(r.status)}})
-          .Inc();
-      respond(std::move(r));
-    };
+    return http::Measured(registry_, route, std::move(respond));
   }
 
   CentralService* service_;

@@ -2,6 +2,9 @@
 
 #include <google/protobuf/message.h>
 
+#include <chrono>
+#include <string>
+
 namespace depot::http {
 
 Response JsonOk(const google::protobuf::Message& message, int status) {
@@ -9,6 +12,21 @@ Response JsonOk(const google::protobuf::Message& message, int status) {
   r.status = status;
   r.body = MessageToJson(message);
   return r;
+}
+
+Responder Measured(metrics::Registry* registry, const std::string& route, Responder respond) {
+  const auto start = std::chrono::steady_clock::now();
+  auto* latency = &registry->GetHistogram("depot_http_request_duration_seconds",
+                                          "HTTP request latency by route.", {{"route", route}});
+  return [registry, route, start, latency, respond = std::move(respond)](Response r) {
+    latency->Observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+    registry
+        ->GetCounter("depot_http_requests_total", "HTTP requests by route and status code.",
+                     {{"route", route}, {"code", std::to_string(r.status)}})
+        .Inc();
+    respond(std::move(r));
+  };
 }
 
 Worker::Worker() : thread_([this] { Run(); }) {}

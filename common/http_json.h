@@ -11,6 +11,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/http_server.h"
+#include "common/metrics.h"
 #include "common/json.h"
 
 namespace google::protobuf {
@@ -28,6 +29,11 @@ void Reply(const absl::StatusOr<T>& result, const Responder& respond) {
   if (!result.ok()) return respond(ErrorResponse(result.status()));
   respond(JsonOk(*result));
 }
+
+// Wraps a responder to count the request (depot_http_requests_total{route,code}) and record its
+// latency (depot_http_request_duration_seconds{route}) when it is answered. registry must
+// outlive the answer.
+Responder Measured(metrics::Registry* registry, const std::string& route, Responder respond);
 
 // One thread that runs posted work in order. The destructor runs what is queued, then joins.
 class Worker {
