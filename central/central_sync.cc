@@ -122,11 +122,21 @@ absl::StatusOr<uint64_t> CentralSyncEngine::Open(const v1::Hello& hello,
 
 absl::Status CentralSyncEngine::Handle(uint64_t session, const v1::NodeMessage& message,
                                        std::vector<v1::CentralMessage>* out) {
+  // Lock order: mu_ is never taken while a session's mutex is held (Open and Close take mu_
+  // first, then the session's), so the node's liveness is noted before locking the session.
+  std::optional<uint64_t> depth;
+  if (message.has_events()) depth = message.events().outbox_depth();
+  if (message.has_heartbeat()) depth = message.heartbeat().outbox_depth();
   std::shared_ptr<Session> ptr;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = sessions_.find(session);
-    if (it != sessions_.end()) ptr = it->second;
+    if (it != sessions_.end()) {
+      ptr = it->second;
+      auto& info = info_[ptr->node_id];  // node_id never changes after Open
+      info.last_seen_ms = clock_->NowMicros() / 1000;
+      if (depth) info.reported_outbox_depth = *depth;
+    }
   }
   auto replaced = absl::FailedPreconditionError(
       "session replaced by a newer connection of this node");
@@ -134,18 +144,10 @@ absl::Status CentralSyncEngine::Handle(uint64_t session, const v1::NodeMessage& 
   std::lock_guard<std::mutex> session_lock(ptr->mu);
   if (ptr->closed) return replaced;
   Session& s = *ptr;
-  auto note = [&](std::optional<uint64_t> depth) {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto& info = info_[s.node_id];
-    info.last_seen_ms = clock_->NowMicros() / 1000;
-    if (depth) info.reported_outbox_depth = *depth;
-  };
   switch (message.body_case()) {
     case v1::NodeMessage::kEvents:
-      note(message.events().outbox_depth());
       return ApplyBatch(s, message.events(), out);
     case v1::NodeMessage::kFeedAck: {
-      note(std::nullopt);
       const uint64_t seq = message.feed_ack().applied_seq();
       if (seq > s.feed_acked) s.feed_acked = seq;
       if (seq > s.feed_sent) s.feed_sent = seq;
@@ -155,7 +157,6 @@ absl::Status CentralSyncEngine::Handle(uint64_t session, const v1::NodeMessage& 
       return absl::OkStatus();
     }
     case v1::NodeMessage::kHeartbeat:
-      note(message.heartbeat().outbox_depth());
       // An idle node that has not acknowledged everything sent may have lost a feed message:
       // send again from its mark (it skips what it already has).
       if (s.feed_sent > s.feed_acked) s.feed_sent = s.feed_acked;
