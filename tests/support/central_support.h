@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "tests/support/test_support.h"
 
 namespace depot::testing {
 
@@ -29,46 +30,23 @@ inline constexpr const char* kCentralBin = DEPOT_CENTRAL_BIN;
 //
 // Not thread-safe: use one CentralProcess from one thread (the port accessors may be read from
 // any thread while it is not being started or stopped).
-class CentralProcess {
+class CentralProcess : public ServerProcess {
  public:
   // extra_args are appended to the standard arguments on every Start().
   explicit CentralProcess(std::string db_path, std::vector<std::string> extra_args = {});
-  ~CentralProcess();  // SIGKILLs and reaps the child if it is still running
-  CentralProcess(const CentralProcess&) = delete;
-  CentralProcess& operator=(const CentralProcess&) = delete;
 
   // Spawns `depot-central --db DB --grpc-port P --http-port Q --port-file DB.port --log-level
-  // info EXTRA...`, waits up to `timeout` for the port file and for GET /healthz to answer 200.
-  // On failure the child is killed and the error carries its exit status and the tail of this
-  // run's log. FailedPrecondition when already running.
+  // info EXTRA...` and waits for its port file and /healthz (see ServerProcess::Launch).
   absl::Status Start(std::chrono::milliseconds timeout = std::chrono::seconds(15));
 
-  bool running() const { return pid_ > 0; }
-  pid_t pid() const { return pid_; }
   uint16_t grpc_port() const { return grpc_port_; }
   uint16_t http_port() const { return http_port_; }
   std::string url() const;           // "http://127.0.0.1:HTTP_PORT"
   std::string grpc_address() const;  // "127.0.0.1:GRPC_PORT" (for depot-node --central)
-  const std::string& db_path() const { return db_path_; }
-  const std::string& log_path() const { return log_path_; }
-
-  // Sends sig and reaps the child (blocks until it exits). No-op when not running.
-  void Kill(int sig = SIGKILL);
-  // SIGTERM, then waits up to `timeout` for a clean exit (SIGKILL after that). Returns the exit
-  // status, 128 + signal when killed by a signal, or -1 when it was not running.
-  int Stop(std::chrono::milliseconds timeout = std::chrono::seconds(15));
-
-  std::string LogTail(size_t max_bytes = 4096) const;
 
  private:
-  std::optional<int> TryReap();
-  int WaitReap();
-
-  std::string db_path_;
   std::vector<std::string> extra_args_;
-  std::string port_file_, log_path_;
-  pid_t pid_ = -1;
-  uint16_t grpc_port_ = 0, http_port_ = 0;
+  uint16_t grpc_port_ = 0, http_port_ = 0;  // kept across restarts
 };
 
 // Parses the port file text ("grpc=PORT\nhttp=PORT\n"); false unless both ports are present.

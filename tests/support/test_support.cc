@@ -221,19 +221,21 @@ ProcessResult RunProcess(const std::vector<std::string>& argv,
 // ---------------------------------------------------------------------------------------------
 // NodeProcess
 
-NodeProcess::NodeProcess(std::string db_path, std::string node_id,
-                         std::vector<std::string> extra_args)
-    : db_path_(std::move(db_path)),
-      node_id_(std::move(node_id)),
-      extra_args_(std::move(extra_args)),
+ServerProcess::ServerProcess(std::string name, std::string db_path)
+    : name_(std::move(name)),
+      db_path_(std::move(db_path)),
       port_file_(db_path_ + ".port"),
       log_path_(db_path_ + ".log") {}
 
-NodeProcess::~NodeProcess() { Kill(SIGKILL); }
+ServerProcess::~ServerProcess() { Kill(SIGKILL); }
 
-std::string NodeProcess::url() const { return absl::StrCat("http://127.0.0.1:", port_); }
+int ServerProcess::Reaped(int code) {
+  pid_ = -1;
+  OnExit();
+  return code;
+}
 
-std::optional<int> NodeProcess::TryReap() {
+std::optional<int> ServerProcess::TryReap() {
   if (pid_ <= 0) return -1;
   int status = 0;
   pid_t r;
@@ -241,42 +243,37 @@ std::optional<int> NodeProcess::TryReap() {
     r = waitpid(pid_, &status, WNOHANG);
   } while (r < 0 && errno == EINTR);
   if (r == 0) return std::nullopt;
-  pid_ = -1;
-  port_ = 0;
-  return r > 0 ? ExitCodeOf(status) : -1;
+  return Reaped(r > 0 ? ExitCodeOf(status) : -1);
 }
 
-int NodeProcess::WaitReap() {
+int ServerProcess::WaitReap() {
   if (pid_ <= 0) return -1;
   int status = 0;
   pid_t r;
   do {
     r = waitpid(pid_, &status, 0);
   } while (r < 0 && errno == EINTR);
-  pid_ = -1;
-  port_ = 0;
-  return r > 0 ? ExitCodeOf(status) : -1;
+  return Reaped(r > 0 ? ExitCodeOf(status) : -1);
 }
 
-std::string NodeProcess::LogTail(size_t max_bytes) const {
+std::string ServerProcess::LogTail(size_t max_bytes) const {
   auto log = ReadFile(log_path_);
   if (!log.ok()) return "(no log)";
   if (log->size() <= max_bytes) return *log;
   return "..." + log->substr(log->size() - max_bytes);
 }
 
-absl::Status NodeProcess::Start(std::chrono::milliseconds timeout) {
-  if (running()) return absl::FailedPreconditionError("depot-node is already running");
+absl::Status ServerProcess::Launch(std::vector<std::string> args,
+                                   std::chrono::milliseconds timeout,
+                                   const std::function<bool(const std::string&)>& parse_port_file,
+                                   const std::function<std::string()>& health_url) {
+  if (running()) return absl::FailedPreconditionError(absl::StrCat(name_, " is already running"));
   unlink(port_file_.c_str());
   const int log_fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (log_fd < 0) {
     return absl::InternalError(absl::StrCat("cannot open ", log_path_, ": ", std::strerror(errno)));
   }
   const off_t log_start = lseek(log_fd, 0, SEEK_END);
-  std::vector<std::string> args = {kNodeBin,    "--db",        db_path_,   "--node-id",
-                                   node_id_,    "--port",      "0",        "--port-file",
-                                   port_file_,  "--log-level", "warn"};
-  args.insert(args.end(), extra_args_.begin(), extra_args_.end());
   std::vector<char*> cargs = CArray(args);
   const pid_t parent = getpid();
 
@@ -293,7 +290,7 @@ absl::Status NodeProcess::Start(std::chrono::milliseconds timeout) {
     dup2(log_fd, 1);
     dup2(log_fd, 2);
     execv(cargs[0], cargs.data());
-    const char msg[] = "NodeProcess: execv failed\n";
+    const char msg[] = "ServerProcess: execv failed\n";
     (void)!write(2, msg, sizeof(msg) - 1);
     _exit(127);
   }
@@ -308,7 +305,7 @@ absl::Status NodeProcess::Start(std::chrono::milliseconds timeout) {
       log = all->substr(static_cast<size_t>(log_start));
       if (log.size() > 4096) log = "..." + log.substr(log.size() - 4096);
     }
-    std::string message = absl::StrCat("depot-node ", what, was_running ? " (killed it)" : "",
+    std::string message = absl::StrCat(name_, " ", what, was_running ? " (killed it)" : "",
                                        "; log ", log_path_, ":\n", log);
     std::cerr << message << "\n";
     return absl::UnavailableError(message);
@@ -321,17 +318,7 @@ absl::Status NodeProcess::Start(std::chrono::milliseconds timeout) {
     if (auto code = TryReap()) {
       return fail(absl::StrCat("exited with status ", *code, " before listening"));
     }
-    if (auto text = ReadFile(port_file_); text.ok()) {
-      uint32_t port = 0;
-      std::string trimmed(*text);
-      while (!trimmed.empty() && std::isspace(static_cast<unsigned char>(trimmed.back()))) {
-        trimmed.pop_back();
-      }
-      if (absl::SimpleAtoi(trimmed, &port) && port > 0 && port < 65536) {
-        port_ = static_cast<uint16_t>(port);
-        break;
-      }
-    }
+    if (auto text = ReadFile(port_file_); text.ok() && parse_port_file(*text)) break;
     if (SteadyClock::now() >= deadline) return fail("wrote no port file in time");
     backoff.Wait();
   }
@@ -341,7 +328,7 @@ absl::Status NodeProcess::Start(std::chrono::milliseconds timeout) {
     if (auto code = TryReap()) {
       return fail(absl::StrCat("exited with status ", *code, " before /healthz answered"));
     }
-    auto r = client->Send("GET", url() + "/healthz");
+    auto r = client->Send("GET", health_url());
     if (r.ok() && r->status == 200) return absl::OkStatus();
     if (SteadyClock::now() >= deadline) {
       return fail(absl::StrCat("/healthz did not answer 200 in time: ",
@@ -351,13 +338,13 @@ absl::Status NodeProcess::Start(std::chrono::milliseconds timeout) {
   }
 }
 
-void NodeProcess::Kill(int sig) {
+void ServerProcess::Kill(int sig) {
   if (!running()) return;
   kill(pid_, sig);
   WaitReap();
 }
 
-int NodeProcess::Stop(std::chrono::milliseconds timeout) {
+int ServerProcess::Stop(std::chrono::milliseconds timeout) {
   if (!running()) return -1;
   kill(pid_, SIGTERM);
   const auto deadline = SteadyClock::now() + timeout;
@@ -365,13 +352,40 @@ int NodeProcess::Stop(std::chrono::milliseconds timeout) {
   for (;;) {
     if (auto code = TryReap()) return *code;
     if (SteadyClock::now() >= deadline) {
-      std::cerr << "NodeProcess: depot-node ignored SIGTERM for " << timeout.count()
-                << " ms; killing it\n";
+      std::cerr << name_ << " ignored SIGTERM for " << timeout.count() << " ms; killing it\n";
       kill(pid_, SIGKILL);
       return WaitReap();
     }
     backoff.Wait();
   }
+}
+
+NodeProcess::NodeProcess(std::string db_path, std::string node_id,
+                         std::vector<std::string> extra_args)
+    : ServerProcess("depot-node", std::move(db_path)),
+      node_id_(std::move(node_id)),
+      extra_args_(std::move(extra_args)) {}
+
+std::string NodeProcess::url() const { return absl::StrCat("http://127.0.0.1:", port_); }
+
+absl::Status NodeProcess::Start(std::chrono::milliseconds timeout) {
+  std::vector<std::string> args = {kNodeBin,    "--db",        db_path(),  "--node-id",
+                                   node_id_,    "--port",      "0",        "--port-file",
+                                   port_file(), "--log-level", "warn"};
+  args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+  return Launch(
+      std::move(args), timeout,
+      [this](const std::string& text) {
+        uint32_t port = 0;
+        std::string trimmed(text);
+        while (!trimmed.empty() && std::isspace(static_cast<unsigned char>(trimmed.back()))) {
+          trimmed.pop_back();
+        }
+        if (!absl::SimpleAtoi(trimmed, &port) || port == 0 || port > 65535) return false;
+        port_ = static_cast<uint16_t>(port);
+        return true;
+      },
+      [this] { return url() + "/healthz"; });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -55,34 +56,17 @@ ProcessResult RunProcess(const std::vector<std::string>& argv,
                          const std::vector<std::pair<std::string, std::string>>& extra_env = {},
                          std::chrono::milliseconds timeout = std::chrono::seconds(60));
 
-// A real depot-node process listening on an ephemeral port of 127.0.0.1.
-//
-// The port file and the log file live in the directory of db_path ("<db>.port", "<db>.log"), so
-// several nodes in one directory do not collide and a restart on the same database finds them.
-// The child's stdout and stderr are appended to the log file. The child gets
-// PR_SET_PDEATHSIG(SIGKILL), so it dies with the thread that started it: call Start() from a
-// thread that lives as long as the node should (e.g. the test's main thread).
-//
-// Not thread-safe: use one NodeProcess from one thread (its port()/url() may be read from any
-// thread while it is not being started or stopped).
-class NodeProcess {
+// The mechanics shared by NodeProcess and CentralProcess: a server child process whose stdout
+// and stderr are appended to "<db>.log", that reports its bound port(s) in "<db>.port", and that
+// is ready when GET /healthz answers 200. The child gets PR_SET_PDEATHSIG(SIGKILL), so it dies
+// with the thread that started it: start it from a thread that lives as long as it should.
+// Not thread-safe: use one object from one thread.
+class ServerProcess {
  public:
-  // extra_args are appended to the standard arguments on every Start().
-  NodeProcess(std::string db_path, std::string node_id, std::vector<std::string> extra_args = {});
-  ~NodeProcess();  // SIGKILLs and reaps the child if it is still running
-  NodeProcess(const NodeProcess&) = delete;
-  NodeProcess& operator=(const NodeProcess&) = delete;
-
-  // Spawns `depot-node --db DB --node-id ID --port 0 --port-file DB.port --log-level warn
-  // EXTRA...` after deleting a stale port file, then waits up to `timeout` for the port file and
-  // for GET /healthz to answer 200. On failure the child is killed (if it still runs) and the
-  // error carries its exit status and the tail of this run's log. FailedPrecondition when
-  // already running.
-  absl::Status Start(std::chrono::milliseconds timeout = std::chrono::seconds(15));
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
 
   bool running() const { return pid_ > 0; }
-  uint16_t port() const { return port_; }
-  std::string url() const;  // "http://127.0.0.1:PORT"
   pid_t pid() const { return pid_; }
   const std::string& db_path() const { return db_path_; }
   const std::string& log_path() const { return log_path_; }
@@ -97,16 +81,61 @@ class NodeProcess {
   // Up to max_bytes of the end of the log file.
   std::string LogTail(size_t max_bytes = 4096) const;
 
+ protected:
+  // name is used in messages ("depot-node").
+  ServerProcess(std::string name, std::string db_path);
+  virtual ~ServerProcess();  // SIGKILLs and reaps the child if it is still running
+
+  // Deletes a stale port file, spawns argv, waits up to `timeout` until parse_port_file accepts
+  // the port file's text and then until GET health_url() answers 200. On failure the child is
+  // killed (if it still runs) and the error carries its exit status and the tail of this run's
+  // log. FailedPrecondition when already running.
+  absl::Status Launch(std::vector<std::string> argv, std::chrono::milliseconds timeout,
+                      const std::function<bool(const std::string&)>& parse_port_file,
+                      const std::function<std::string()>& health_url);
+  // Called after the child was reaped (e.g. to forget its ports).
+  virtual void OnExit() {}
+
+  const std::string& port_file() const { return port_file_; }
+
  private:
   // Reaps the child without blocking; returns its exit code (as in ProcessResult) when it has
   // exited, nullopt while it runs.
   std::optional<int> TryReap();
   int WaitReap();
+  int Reaped(int status_or_minus_one);
 
-  std::string db_path_, node_id_;
-  std::vector<std::string> extra_args_;
-  std::string port_file_, log_path_;
+  std::string name_, db_path_, port_file_, log_path_;
   pid_t pid_ = -1;
+};
+
+// A real depot-node process listening on an ephemeral port of 127.0.0.1.
+//
+// The port file and the log file live in the directory of db_path ("<db>.port", "<db>.log"), so
+// several nodes in one directory do not collide and a restart on the same database finds them.
+// The child's stdout and stderr are appended to the log file. The child gets
+// PR_SET_PDEATHSIG(SIGKILL), so it dies with the thread that started it: call Start() from a
+// thread that lives as long as the node should (e.g. the test's main thread).
+//
+// Not thread-safe: use one NodeProcess from one thread (its port()/url() may be read from any
+// thread while it is not being started or stopped).
+class NodeProcess : public ServerProcess {
+ public:
+  // extra_args are appended to the standard arguments on every Start().
+  NodeProcess(std::string db_path, std::string node_id, std::vector<std::string> extra_args = {});
+
+  // Spawns `depot-node --db DB --node-id ID --port 0 --port-file DB.port --log-level warn
+  // EXTRA...` and waits for its port file and /healthz (see ServerProcess::Launch).
+  absl::Status Start(std::chrono::milliseconds timeout = std::chrono::seconds(15));
+
+  uint16_t port() const { return port_; }
+  std::string url() const;  // "http://127.0.0.1:PORT"
+
+ private:
+  void OnExit() override { port_ = 0; }
+
+  std::string node_id_;
+  std::vector<std::string> extra_args_;
   uint16_t port_ = 0;
 };
 
