@@ -20,7 +20,6 @@
 #include <tuple>
 #include <vector>
 
-#define CATCH_CONFIG_EXTERNAL_INTERFACES
 #include <catch2/catch.hpp>
 #include <google/protobuf/struct.pb.h>
 #include <grpcpp/generic/generic_stub.h>
@@ -35,6 +34,7 @@
 #include "depot/v1/sync.grpc.pb.h"
 #include "depot/v1/node_api.pb.h"
 #include "tests/support/central_support.h"
+#include "tests/integration/integration_util.h"
 #include "tests/support/test_support.h"
 
 namespace depot::testing {
@@ -48,42 +48,6 @@ constexpr const char* kOperator = "tester";
 const std::vector<std::string> kSkus = {sample::kPlain, sample::kLot, sample::kSerial,
                                         sample::kNegative, sample::kSafety};
 
-// Temporary directories of the running test case: removed when it passes, kept (databases and
-// logs of every process) when it fails. Main thread only.
-std::vector<std::string>& CentralTestDirs() {
-  static std::vector<std::string> dirs;
-  return dirs;
-}
-std::string CentralTestDir(const std::string& prefix) {
-  CentralTestDirs().push_back(MakeTempDir(prefix));
-  return CentralTestDirs().back();
-}
-class CentralTempDirCleaner : public Catch::TestEventListenerBase {
- public:
-  using TestEventListenerBase::TestEventListenerBase;
-  void testCaseEnded(const Catch::TestCaseStats& stats) override {
-    for (const auto& dir : CentralTestDirs()) {
-      if (stats.totals.assertions.failed == 0) {
-        std::error_code ec;
-        std::filesystem::remove_all(dir, ec);
-      } else {
-        std::cerr << "kept " << dir << " for inspection (databases and logs)\n";
-      }
-    }
-    CentralTestDirs().clear();
-  }
-};
-CATCH_REGISTER_LISTENER(CentralTempDirCleaner)
-
-template <typename M>
-M Parse(const std::string& body) {
-  M m;
-  absl::Status s = JsonToMessage(body, &m);
-  INFO("JSON: " << body);
-  INFO("parse error: " << s.ToString());
-  REQUIRE(s.ok());
-  return m;
-}
 
 // Polls f every 50 ms until it returns true or timeout passes; returns f's last answer.
 bool Eventually(const std::function<bool()>& f, std::chrono::milliseconds timeout) {
@@ -297,7 +261,7 @@ v1::NodeInfo FindNode(const v1::ListNodesResponse& nodes, const std::string& id)
 
 TEST_CASE("central feeds master data to two nodes and mirrors their stock",
           "[integration][central]") {
-  const std::string dir = CentralTestDir("depot-central-basic-");
+  const std::string dir = TestDir("depot-central-basic-");
   auto central = StartCentral(dir);
   ImportMasterData(*central, dir, {"S1", "S2"});
   auto n1 = StartNode(dir, "S1", *central);
@@ -417,7 +381,7 @@ TEST_CASE("central feeds master data to two nodes and mirrors their stock",
 
 TEST_CASE("nodes keep working while central is down and converge after it restarts",
           "[integration][central]") {
-  const std::string dir = CentralTestDir("depot-central-crash-");
+  const std::string dir = TestDir("depot-central-crash-");
   auto central = StartCentral(dir);
   ImportMasterData(*central, dir, {"S1", "S2"});
   auto n1 = StartNode(dir, "S1", *central);
@@ -473,7 +437,7 @@ TEST_CASE("nodes keep working while central is down and converge after it restar
 
 TEST_CASE("a node SIGKILLed while writing restarts and central converges, no double count",
           "[integration][central]") {
-  const std::string dir = CentralTestDir("depot-central-nodekill-");
+  const std::string dir = TestDir("depot-central-nodekill-");
   auto central = StartCentral(dir);
   ImportMasterData(*central, dir, {"S1"});
   auto node = StartNode(dir, "S1", *central);
@@ -524,7 +488,7 @@ TEST_CASE("a node SIGKILLed while writing restarts and central converges, no dou
 
 TEST_CASE("a node restored from a backup: central reports the lost events and follows the node",
           "[integration][central]") {
-  const std::string dir = CentralTestDir("depot-central-restore-");
+  const std::string dir = TestDir("depot-central-restore-");
   auto central = StartCentral(dir);
   ImportMasterData(*central, dir, {"S1"});
   auto node = StartNode(dir, "S1", *central);
@@ -589,7 +553,7 @@ TEST_CASE("a node restored from a backup: central reports the lost events and fo
 
 TEST_CASE("central refuses an unregistered node and lists it as an exception",
           "[integration][central]") {
-  const std::string dir = CentralTestDir("depot-central-unknown-");
+  const std::string dir = TestDir("depot-central-unknown-");
   auto central = StartCentral(dir);
   ImportMasterData(*central, dir, {"S1"});
   auto ghost = StartNode(dir, "GHOST", *central);
@@ -639,7 +603,7 @@ grpc::ByteBuffer FromString(const std::string& bytes) {
 
 TEST_CASE("central's gRPC door: Central service, NodeSync refusals, health and reflection",
           "[integration][central]") {
-  const std::string dir = CentralTestDir("depot-central-grpc-");
+  const std::string dir = TestDir("depot-central-grpc-");
   auto central = StartCentral(dir);
   ImportMasterData(*central, dir, {"S1"});
   auto channel = grpc::CreateChannel(central->grpc_address(), grpc::InsecureChannelCredentials());

@@ -19,7 +19,6 @@
 #include <vector>
 
 // For the listener that removes the temporary directories of passing test cases.
-#define CATCH_CONFIG_EXTERNAL_INTERFACES
 #include <catch2/catch.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -27,6 +26,7 @@
 #include "common/http_client.h"
 #include "common/json.h"
 #include "depot/v1/node_api.pb.h"
+#include "tests/integration/integration_util.h"
 #include "tests/support/test_support.h"
 
 namespace depot::testing {
@@ -51,43 +51,6 @@ constexpr const char* kDefaultOperator = "tester";
 // The operator depotctl sends in these tests.
 constexpr const char* kCtlOperator = "ctl-user";
 
-// Temporary directories made by the running test case: removed when it passes, kept (with the
-// node's database and log) when it fails. Only touched from the main thread.
-std::vector<std::string>& TestDirs() {
-  static std::vector<std::string> dirs;
-  return dirs;
-}
-std::string TestDir(const std::string& prefix) {
-  TestDirs().push_back(MakeTempDir(prefix));
-  return TestDirs().back();
-}
-class TempDirCleaner : public Catch::TestEventListenerBase {
- public:
-  using TestEventListenerBase::TestEventListenerBase;
-  void testCaseEnded(const Catch::TestCaseStats& stats) override {
-    for (const auto& dir : TestDirs()) {
-      if (stats.totals.assertions.failed == 0) {
-        std::error_code ec;
-        std::filesystem::remove_all(dir, ec);
-      } else {
-        std::cerr << "kept " << dir << " for inspection\n";
-      }
-    }
-    TestDirs().clear();
-  }
-};
-CATCH_REGISTER_LISTENER(TempDirCleaner)
-
-// Parses a JSON answer into M, failing the test (with the body) when it does not parse.
-template <typename M>
-M Parse(const std::string& body) {
-  M m;
-  absl::Status s = JsonToMessage(body, &m);
-  INFO("JSON: " << body);
-  INFO("parse error: " << s.ToString());
-  REQUIRE(s.ok());
-  return m;
-}
 
 std::string Json(const google::protobuf::Message& m) { return MessageToJson(m); }
 
