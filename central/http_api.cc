@@ -57,17 +57,7 @@ void CentralHttpApi::Impl::Handle(Request&& req, Responder respond) {
     r(http::ErrorResponse(405, "METHOD_NOT_ALLOWED", absl::StrCat(m, " is not allowed on ", p)));
   };
 
-  if (p == "/healthz") {
-    Response r;
-    r.body = "{\"status\":\"ok\"}";
-    return respond(std::move(r));
-  }
-  if (p == "/metrics") {
-    Response r;
-    r.content_type = "text/plain; version=0.0.4";
-    r.body = registry_->Render();
-    return respond(std::move(r));
-  }
+  if (http::ServeHealthAndMetrics(req, registry_, respond)) return;
   if (p == "/v1/stock") {
     respond = Measured(p, std::move(respond));
     if (m != "GET") return not_allowed(respond);

@@ -1,36 +1,19 @@
 // depot-central: parses flags and wires the store, the sync engine, the gRPC server (NodeSync,
 // Central, health, reflection) and the JSON HTTP API.
-#include <signal.h>
-
 #include <CLI/CLI.hpp>
-#include <cstdio>
-#include <fstream>
 #include <iostream>
 
 #include "central/central_sync.h"
 #include "central/grpc_service.h"
 #include "central/http_api.h"
 #include "central/sqlite_store.h"
+#include "absl/strings/str_cat.h"
 #include "common/http_server.h"
 #include "common/logging.h"
 #include "common/metrics.h"
+#include "common/process.h"
 #include "spdlog/spdlog.h"
 
-namespace {
-
-// Writes "grpc=PORT\nhttp=PORT\n" to path atomically (temporary file + rename).
-bool WritePortFile(const std::string& path, uint16_t grpc_port, uint16_t http_port) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << "grpc=" << grpc_port << "\nhttp=" << http_port << "\n";
-    out.flush();
-    if (!out) return false;
-  }
-  return std::rename(tmp.c_str(), path.c_str()) == 0;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"depot-central: master data, the network-wide stock mirror and node sync"};
@@ -56,13 +39,8 @@ int main(int argc, char** argv) {
 
   depot::InitLogging(log_level, "depot-central");
 
-  // Block termination signals before any thread starts; main waits for them below.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  // Before any thread starts, so every thread inherits the mask; main waits for them below.
+  depot::BlockTerminationSignals();
 
   auto store = depot::central::OpenSqliteStore({.path = db_path, .durable = sync == "full"});
   if (!store.ok()) {
@@ -97,13 +75,14 @@ int main(int argc, char** argv) {
   spdlog::info("central listening: gRPC {}:{}, HTTP http://{}:{}", host, (*grpc_server)->port(),
                host, (*http_server)->port());
   if (!port_file.empty() &&
-      !WritePortFile(port_file, (*grpc_server)->port(), (*http_server)->port())) {
+      !depot::WriteFileAtomically(port_file, absl::StrCat("grpc=", (*grpc_server)->port(),
+                                                          "\nhttp=", (*http_server)->port(),
+                                                          "\n"))) {
     std::cerr << "depot-central: cannot write " << port_file << "\n";
     return 1;
   }
 
-  int sig = 0;
-  sigwait(&signals, &sig);
+  const int sig = depot::WaitForTermination();
   spdlog::info("signal {}: shutting down", sig);
   (*http_server)->Stop();
   (*grpc_server)->Stop();

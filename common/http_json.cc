@@ -29,6 +29,21 @@ Responder Measured(metrics::Registry* registry, const std::string& route, Respon
   };
 }
 
+bool ServeHealthAndMetrics(const Request& request, metrics::Registry* registry,
+                           const Responder& respond) {
+  Response r;
+  if (request.path == "/healthz") {
+    r.body = "{\"status\":\"ok\"}";
+  } else if (request.path == "/metrics") {
+    r.content_type = "text/plain; version=0.0.4";
+    r.body = registry->Render();
+  } else {
+    return false;
+  }
+  respond(std::move(r));
+  return true;
+}
+
 Worker::Worker() : thread_([this] { Run(); }) {}
 
 Worker::~Worker() {

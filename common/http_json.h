@@ -35,6 +35,11 @@ void Reply(const absl::StatusOr<T>& result, const Responder& respond) {
 // outlive the answer.
 Responder Measured(metrics::Registry* registry, const std::string& route, Responder respond);
 
+// Answers GET /healthz ({"status":"ok"}) and GET /metrics (Prometheus text from registry) and
+// returns true; returns false, touching nothing, for any other path.
+bool ServeHealthAndMetrics(const Request& request, metrics::Registry* registry,
+                           const Responder& respond);
+
 // One thread that runs posted work in order. The destructor runs what is queued, then joins.
 class Worker {
  public:

@@ -172,17 +172,7 @@ void NodeHttpApi::Impl::Handle(Request&& req, Responder respond) {
     return false;
   };
 
-  if (p == "/healthz") {
-    Response r;
-    r.body = "{\"status\":\"ok\"}";
-    return respond(std::move(r));
-  }
-  if (p == "/metrics") {
-    Response r;
-    r.content_type = "text/plain; version=0.0.4";
-    r.body = registry_->Render();
-    return respond(std::move(r));
-  }
+  if (http::ServeHealthAndMetrics(req, registry_, respond)) return;
 
   struct WriteRoute {
     const char* path;

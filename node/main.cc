@@ -1,14 +1,11 @@
 // depot-node: parses flags and wires the ledger, the group committer, the HTTP API and (with
 // --central) the sync engine and its gRPC transport.
-#include <signal.h>
-
 #include <CLI/CLI.hpp>
-#include <cstdio>
-#include <fstream>
 #include <iostream>
 
 #include "common/http_server.h"
 #include "common/logging.h"
+#include "common/process.h"
 #include "common/metrics.h"
 #include "node/group_commit.h"
 #include "node/http_api.h"
@@ -49,13 +46,8 @@ int main(int argc, char** argv) {
 
   depot::InitLogging(log_level, "depot-node");
 
-  // Block termination signals before any thread starts; main waits for them below.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
+  // Before any thread starts, so every thread inherits the mask; main waits for them below.
+  depot::BlockTerminationSignals();
 
   if (!restore_from.empty()) {
     if (auto s = depot::node::Ledger::RestoreFromBackup(restore_from, db_path); !s.ok()) {
@@ -104,14 +96,13 @@ int main(int argc, char** argv) {
     sync_client->Start();
     spdlog::info("syncing with central at {}", central);
   }
-  if (!port_file.empty()) {
-    std::string tmp = port_file + ".tmp";
-    std::ofstream(tmp) << (*server)->port() << "\n";
-    std::rename(tmp.c_str(), port_file.c_str());
+  if (!port_file.empty() &&
+      !depot::WriteFileAtomically(port_file, std::to_string((*server)->port()) + "\n")) {
+    std::cerr << "depot-node: cannot write " << port_file << "\n";
+    return 1;
   }
 
-  int sig = 0;
-  sigwait(&signals, &sig);
+  const int sig = depot::WaitForTermination();
   spdlog::info("signal {}: shutting down", sig);
   (*server)->Stop();
   committer.Stop();
