@@ -262,4 +262,11 @@ std::map<std::string, SessionInfo> CentralSyncEngine::Sessions() const {
   return info_;
 }
 
+std::set<std::string> CentralSyncEngine::OnlineNodes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::set<std::string> out;
+  for (const auto& [node, session] : session_of_node_) out.insert(node);
+  return out;
+}
+
 }  // namespace depot::central

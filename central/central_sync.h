@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,8 @@ class CentralSyncEngine {
 
   // Live session data per node, for the node list.
   std::map<std::string, SessionInfo> Sessions() const;
+  // Nodes with an open, welcomed stream now (routing prefers them).
+  std::set<std::string> OnlineNodes() const;
 
  private:
   struct Session {

@@ -12,7 +12,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "central/orders.h"
 #include "depot/v1/central.grpc.pb.h"
+#include "depot/v1/orders.grpc.pb.h"
 #include "depot/v1/sync.grpc.pb.h"
 #include "spdlog/spdlog.h"
 
@@ -46,9 +48,10 @@ CentralService::CentralService(CentralStore* store, CentralSyncEngine* engine, c
 
 absl::StatusOr<v1::ImportResult> CentralService::Import(const v1::ImportRequest& request) {
   const std::string& kind = request.kind();
-  if (kind != "skus" && kind != "sites" && kind != "bins") {
+  if (kind != "skus" && kind != "sites" && kind != "bins" && kind != "channels" &&
+      kind != "kits") {
     return absl::InvalidArgumentError(
-        absl::StrCat("unknown import kind '", kind, "' (skus, sites or bins)"));
+        absl::StrCat("unknown import kind '", kind, "' (skus, sites, bins, channels or kits)"));
   }
   if (request.csv().empty()) return absl::InvalidArgumentError("the CSV is empty");
   auto rows = store_->Import(kind, request.csv());
@@ -98,7 +101,34 @@ absl::StatusOr<v1::ListNodesResponse> CentralService::ListNodes() {
 
 absl::StatusOr<v1::ListExceptionsResponse> CentralService::ListExceptions(
     const v1::ListExceptionsRequest& request) {
+  if (OrderStore* o = store_->orders()) return o->QueryExceptions(request);
   return store_->ListExceptions(request.node_id(), request.kind());
+}
+
+absl::StatusOr<v1::ExceptionEntry> CentralService::AssignException(
+    const v1::ExceptionActionRequest& request) {
+  OrderStore* o = store_->orders();
+  if (!o) return absl::UnimplementedError("this store keeps no exception workflow");
+  if (request.id() == 0) return absl::InvalidArgumentError("id is required");
+  if (request.assignee().empty()) return absl::InvalidArgumentError("assignee is required");
+  return o->AssignException(request.id(), request.assignee());
+}
+
+absl::StatusOr<v1::ExceptionEntry> CentralService::ResolveException(
+    const v1::ExceptionActionRequest& request) {
+  OrderStore* o = store_->orders();
+  if (!o) return absl::UnimplementedError("this store keeps no exception workflow");
+  if (request.id() == 0) return absl::InvalidArgumentError("id is required");
+  if (request.note().empty()) {
+    return absl::InvalidArgumentError("a note saying how it was resolved is required");
+  }
+  return o->ResolveException(request.id(), request.note(), NowMs(*clock_));
+}
+
+absl::StatusOr<v1::ListChannelsResponse> CentralService::ListChannels() {
+  OrderStore* o = store_->orders();
+  if (!o) return absl::UnimplementedError("this store keeps no channels");
+  return o->ListChannels();
 }
 
 void CentralService::FeedChanged() {
@@ -320,9 +350,66 @@ class CentralGrpcService final : public v1::Central::Service {
                               v1::ListExceptionsResponse* response) override {
     return Reply(service_->ListExceptions(*request), response);
   }
+  grpc::Status AssignException(grpc::ServerContext*, const v1::ExceptionActionRequest* request,
+                               v1::ExceptionEntry* response) override {
+    return Reply(service_->AssignException(*request), response);
+  }
+  grpc::Status ResolveException(grpc::ServerContext*, const v1::ExceptionActionRequest* request,
+                                v1::ExceptionEntry* response) override {
+    return Reply(service_->ResolveException(*request), response);
+  }
+  grpc::Status ListChannels(grpc::ServerContext*, const v1::ListChannelsRequest*,
+                            v1::ListChannelsResponse* response) override {
+    return Reply(service_->ListChannels(), response);
+  }
 
  private:
   CentralService* const service_;
+};
+
+// The operator named by the call's metadata, or "" (gRPC callers are not authenticated yet).
+std::string OperatorOf(const grpc::ServerContext* ctx) {
+  const auto& md = ctx->client_metadata();
+  auto it = md.find("x-depot-operator");
+  if (it == md.end()) return "";
+  return std::string(it->second.data(), it->second.size());
+}
+
+class OrdersGrpcService final : public v1::Orders::Service {
+ public:
+  explicit OrdersGrpcService(OrderService* orders) : orders_(orders) {}
+
+  grpc::Status Capture(grpc::ServerContext* ctx, const v1::CaptureOrderRequest* request,
+                       v1::CaptureOrderResponse* response) override {
+    return Reply(orders_->Capture(*request, OperatorOf(ctx)), response);
+  }
+  grpc::Status Get(grpc::ServerContext*, const v1::GetOrderRequest* request,
+                   v1::Order* response) override {
+    return Reply(orders_->Get(request->order_id()), response);
+  }
+  grpc::Status List(grpc::ServerContext*, const v1::ListOrdersRequest* request,
+                    v1::ListOrdersResponse* response) override {
+    return Reply(orders_->List(*request), response);
+  }
+  grpc::Status Cancel(grpc::ServerContext* ctx, const v1::CancelOrderRequest* request,
+                      v1::Order* response) override {
+    return Reply(orders_->Cancel(*request, OperatorOf(ctx)), response);
+  }
+  grpc::Status Review(grpc::ServerContext* ctx, const v1::ReviewOrderRequest* request,
+                      v1::Order* response) override {
+    return Reply(orders_->Review(*request, OperatorOf(ctx)), response);
+  }
+  grpc::Status ConfirmDelivery(grpc::ServerContext* ctx, const v1::DeliveryRequest* request,
+                               v1::Order* response) override {
+    return Reply(orders_->ConfirmDelivery(*request, OperatorOf(ctx)), response);
+  }
+  grpc::Status Kpis(grpc::ServerContext*, const v1::KpiRequest* request,
+                    v1::KpiResponse* response) override {
+    return Reply(orders_->Kpis(*request), response);
+  }
+
+ private:
+  OrderService* const orders_;
 };
 
 }  // namespace
@@ -333,10 +420,13 @@ class CentralGrpcService final : public v1::Central::Service {
 class GrpcServer::Impl {
  public:
   Impl(CentralService* service, const GrpcServerOptions& options)
-      : sync_(service, options), central_(service) {}
+      : sync_(service, options), central_(service) {
+    if (service->orders()) orders_ = std::make_unique<OrdersGrpcService>(service->orders());
+  }
 
   NodeSyncService sync_;
   CentralGrpcService central_;
+  std::unique_ptr<OrdersGrpcService> orders_;
   std::unique_ptr<grpc::Server> server_;
   uint16_t port_ = 0;
   std::once_flag stopped_;
@@ -357,6 +447,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &selected_port);
   builder.RegisterService(&impl->sync_);
   builder.RegisterService(&impl->central_);
+  if (impl->orders_) builder.RegisterService(impl->orders_.get());
   builder.SetMaxReceiveMessageSize(64 << 20);
   // Nodes ping every 10 s to detect dead connections; allow it even without calls in flight.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);

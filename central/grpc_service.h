@@ -1,7 +1,7 @@
 // depot-central's network doors onto its engines: the operations of service Central as plain calls
 // (CentralService, shared by the gRPC service and the HTTP API so one operation has one code
 // path) and the gRPC server that carries service NodeSync (the node <-> central stream, see
-// docs/SYNC.md) and service Central.
+// docs/SYNC.md), service Central and service Orders (central/orders.h).
 //
 // gRPC is an implementation detail of grpc_service.cc and is not included by this header.
 #pragma once
@@ -22,6 +22,8 @@
 
 namespace depot::central {
 
+class OrderService;
+
 // The Central API (proto/depot/v1/central.proto) over the store and the sync engine.
 // Thread-safe. Errors: InvalidArgument for bad requests; otherwise the store's status.
 class CentralService {
@@ -29,8 +31,13 @@ class CentralService {
   // All pointers must outlive this object.
   CentralService(CentralStore* store, CentralSyncEngine* engine, const Clock* clock);
 
-  // kind must be skus, sites or bins; all rows or none. Slow for big files: call it off I/O
-  // threads.
+  // Wires the order service (optional; without it the Orders service and the order parts of the
+  // HTTP API answer UNIMPLEMENTED). Call before the servers start. orders must outlive this.
+  void AttachOrders(OrderService* orders) { orders_ = orders; }
+  OrderService* orders() const { return orders_; }
+
+  // kind must be skus, sites, bins, channels or kits; all rows or none. Slow for big files: call
+  // it off I/O threads.
   absl::StatusOr<v1::ImportResult> Import(const v1::ImportRequest& request);
   // At least one of sku and site.
   absl::StatusOr<v1::NetworkStockResponse> GetNetworkStock(const v1::NetworkStockRequest& request);
@@ -38,8 +45,15 @@ class CentralService {
   // last_seen_ms and reported_outbox_depth come from the session; lag_ms is central's clock minus
   // the HLC time of the node's last applied event while it is connected, else 0.
   absl::StatusOr<v1::ListNodesResponse> ListNodes();
+  // Every filter of the request; open ones only unless include_resolved.
   absl::StatusOr<v1::ListExceptionsResponse> ListExceptions(
       const v1::ListExceptionsRequest& request);
+  // Assign: assignee required (InvalidArgument). Resolve: note required (InvalidArgument);
+  // resolving twice (or assigning a resolved one) is FailedPrecondition; unknown id NotFound.
+  absl::StatusOr<v1::ExceptionEntry> AssignException(const v1::ExceptionActionRequest& request);
+  absl::StatusOr<v1::ExceptionEntry> ResolveException(const v1::ExceptionActionRequest& request);
+  // Channels and kits (central-only master data).
+  absl::StatusOr<v1::ListChannelsResponse> ListChannels();
 
   // Feed change notification. Import (and anything else that appends to node feeds) bumps the
   // feed generation; open sync streams wait for a change instead of polling the store.
@@ -66,6 +80,7 @@ class CentralService {
   CentralStore* store_;
   CentralSyncEngine* engine_;
   const Clock* clock_;
+  OrderService* orders_ = nullptr;
   std::atomic<uint64_t> events_applied_{0};
   mutable std::mutex feed_mu_;
   std::condition_variable feed_cv_;
@@ -81,8 +96,9 @@ struct GrpcServerOptions {
   int64_t idle_timeout_ms = 30000;        // close a stream that sent nothing this long
 };
 
-// The running gRPC server: services NodeSync and Central, the standard health service
-// (grpc.health.v1, serving) and server reflection.
+// The running gRPC server: services NodeSync, Central and (when CentralService has an order
+// service) Orders, the standard health service (grpc.health.v1, serving) and server reflection.
+// Order writes record the operator from the call's "x-depot-operator" metadata when present.
 //
 // NodeSync.Sync: the first message must be a Hello (else INVALID_ARGUMENT); a refusal by the
 // engine ends the RPC with the engine's status (NOT_FOUND, FAILED_PRECONDITION, ...). After that

@@ -1,14 +1,31 @@
-// depot-central's JSON-over-HTTP API: a thin adapter over CentralService, on the same protobuf
-// messages as the gRPC service Central (proto/depot/v1/central.proto). Routes:
+// depot-central's JSON-over-HTTP API: a thin adapter over CentralService and its OrderService, on
+// the same protobuf messages as the gRPC services Central and Orders
+// (proto/depot/v1/central.proto, orders.proto). Routes:
 //
-//   GET  /v1/stock?sku=&site=          NetworkStockResponse (at least one of sku, site)
-//   GET  /v1/nodes                     ListNodesResponse
-//   GET  /v1/exceptions?node_id=&kind= ListExceptionsResponse
-//   POST /v1/import/skus|sites|bins    CSV body -> ImportResult (needs X-Depot-Operator)
+//   GET  /v1/stock?sku=&site=              NetworkStockResponse (at least one of sku, site)
+//   GET  /v1/nodes                         ListNodesResponse
+//   GET  /v1/exceptions?node_id=&kind=&order_id=&sku=&assignee=&include_resolved=true
+//                                          ListExceptionsResponse (open ones unless
+//                                          include_resolved)
+//   POST /v1/exceptions/{id}/assign        ExceptionActionRequest {assignee} -> ExceptionEntry
+//   POST /v1/exceptions/{id}/resolve       ExceptionActionRequest {note} -> ExceptionEntry
+//   POST /v1/import/skus|sites|bins|channels|kits   CSV body -> ImportResult
+//   GET  /v1/channels                      ListChannelsResponse (channels and kits)
+//   POST /v1/orders                        CaptureOrderRequest -> CaptureOrderResponse
+//                                          (201 created, 200 replayed)
+//   GET  /v1/orders?status=&channel=&site=&after=&limit=   ListOrdersResponse (no history;
+//                                          status as ORDER_SHIPPED or shipped)
+//   GET  /v1/orders/{id}                   Order (fulfilments, reasons, history)
+//   POST /v1/orders/{id}/review            ReviewOrderRequest {approve, note} -> Order
+//   POST /v1/orders/{id}/cancel            CancelOrderRequest {reason} -> Order
+//   POST /v1/orders/{id}/delivery          DeliveryRequest {fulfilment_id, failed, note} -> Order
+//   GET  /v1/kpis?from_ms=&to_ms=          KpiResponse
 //   GET  /healthz, GET /metrics
 //
-// Errors use the project-wide JSON error body (http::ErrorResponse). Imports run on a worker
-// thread, never on an I/O thread.
+// Every POST needs the X-Depot-Operator header (401 without); order_id in a body is taken from
+// the path. Errors use the project-wide JSON error body (http::ErrorResponse). Imports run on a
+// worker thread, reads on another, order writes on the order service's writer; never on an I/O
+// thread.
 #pragma once
 
 #include <memory>

@@ -1,11 +1,12 @@
-// depot-central: parses flags and wires the store, the sync engine, the gRPC server (NodeSync,
-// Central, health, reflection) and the JSON HTTP API.
+// depot-central: parses flags and wires the store, the sync engine, the order service, the gRPC
+// server (NodeSync, Central, Orders, health, reflection) and the JSON HTTP API.
 #include <CLI/CLI.hpp>
 #include <iostream>
 
 #include "central/central_sync.h"
 #include "central/grpc_service.h"
 #include "central/http_api.h"
+#include "central/orders.h"
 #include "central/sqlite_store.h"
 #include "absl/strings/str_cat.h"
 #include "common/http_server.h"
@@ -49,6 +50,10 @@ int main(int argc, char** argv) {
   }
   depot::central::CentralSyncEngine engine(store->get(), &depot::SystemClock());
   depot::central::CentralService service(store->get(), &engine, &depot::SystemClock());
+  depot::central::OrderService orders(
+      store->get(), &depot::SystemClock(), [&engine] { return engine.OnlineNodes(); },
+      [&service] { service.FeedChanged(); });
+  service.AttachOrders(&orders);
 
   auto grpc_server = depot::central::GrpcServer::Start(
       {.host = host, .port = static_cast<uint16_t>(grpc_port)}, &service);

@@ -8,6 +8,10 @@
 #include <unordered_map>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "central/channels_csv.h"
+#include "central/orders.h"
 #include "common/master_csv.h"
 #include "common/sqlite_db.h"
 #include "common/stock_rules.h"
@@ -57,11 +61,64 @@ CREATE TABLE exceptions(id INTEGER PRIMARY KEY, kind TEXT NOT NULL, node_id TEXT
   first_at_ms INTEGER NOT NULL);
 CREATE INDEX exceptions_by_node ON exceptions(node_id, kind, id);
 )sql"},
+    {2, R"sql(
+-- Orders (issue 4). Exceptions name what they concern and are worked by people.
+ALTER TABLE exceptions ADD COLUMN order_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE exceptions ADD COLUMN fulfilment_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE exceptions ADD COLUMN sku TEXT NOT NULL DEFAULT '';
+ALTER TABLE exceptions ADD COLUMN assignee TEXT NOT NULL DEFAULT '';
+ALTER TABLE exceptions ADD COLUMN resolved INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE exceptions ADD COLUMN resolution_note TEXT NOT NULL DEFAULT '';
+ALTER TABLE exceptions ADD COLUMN resolved_at_ms INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX exceptions_by_order ON exceptions(order_id, id);
+
+-- Central-only master data (never fed to nodes).
+CREATE TABLE channels(id TEXT PRIMARY KEY, name TEXT NOT NULL, site_priority TEXT NOT NULL,
+  allow_split INTEGER NOT NULL, review_above_cents INTEGER NOT NULL,
+  version INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE kits(kit_sku TEXT NOT NULL, position INTEGER NOT NULL, component_sku TEXT NOT NULL,
+  quantity INTEGER NOT NULL, PRIMARY KEY(kit_sku, position)) WITHOUT ROWID;
+
+CREATE TABLE counters(name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO counters VALUES ('order', 0);
+
+-- One row per order: the whole Order message (lines, fulfilments, history) plus the columns
+-- that filters, idempotency and the re-routing queue need.
+CREATE TABLE orders(order_id TEXT PRIMARY KEY, channel TEXT NOT NULL, external_id TEXT NOT NULL,
+  fingerprint INTEGER NOT NULL, status INTEGER NOT NULL, captured_ms INTEGER NOT NULL,
+  needs_routing INTEGER NOT NULL, shipped_ms INTEGER NOT NULL, units_requested INTEGER NOT NULL,
+  units_shipped INTEGER NOT NULL, body BLOB NOT NULL);
+CREATE UNIQUE INDEX orders_by_external ON orders(channel, external_id);
+CREATE INDEX orders_by_status ON orders(status, order_id);
+CREATE INDEX orders_by_channel ON orders(channel, order_id);
+-- Covers the KPI scan, so it never reads order bodies.
+CREATE INDEX orders_by_captured ON orders(captured_ms, channel, shipped_ms, units_requested,
+  units_shipped);
+CREATE INDEX orders_to_route ON orders(order_id) WHERE needs_routing = 1;
+
+-- Fulfilment index: which order a fulfilment belongs to, its site and status, and its KPI facts.
+CREATE TABLE fulfilments(fulfilment_id TEXT PRIMARY KEY, order_id TEXT NOT NULL,
+  site TEXT NOT NULL, status INTEGER NOT NULL, captured_ms INTEGER NOT NULL,
+  shipped_ms INTEGER NOT NULL, units_requested INTEGER NOT NULL,
+  units_shipped INTEGER NOT NULL) WITHOUT ROWID;
+CREATE INDEX fulfilments_by_site ON fulfilments(site, order_id);
+
+-- Units in fulfilments still RELEASED (the node has not reserved them yet), per (site, sku):
+-- routing subtracts them from availability.
+CREATE TABLE released_units(site TEXT NOT NULL, sku TEXT NOT NULL, units INTEGER NOT NULL,
+  PRIMARY KEY(site, sku)) WITHOUT ROWID;
+CREATE INDEX released_units_by_sku ON released_units(sku, site);
+)sql"},
 };
 
-class SqliteStore : public CentralStore {
+class SqliteStore : public CentralStore, public OrderStore {
  public:
-  explicit SqliteStore(std::unique_ptr<SQLite::Database> db) : db_(std::move(db)) {}
+  // read_db: a second connection for order reads (a WAL snapshot that never waits for the
+  // writer); nullptr = read through db.
+  SqliteStore(std::unique_ptr<SQLite::Database> db, std::unique_ptr<SQLite::Database> read_db)
+      : db_(std::move(db)), read_db_(std::move(read_db)) {}
+
+  OrderStore* orders() override { return this; }
 
   absl::StatusOr<NodeRecord> GetNode(const std::string& node_id) override {
     std::lock_guard<std::mutex> lock(mu_);
@@ -119,8 +176,14 @@ class SqliteStore : public CentralStore {
           if (!e.ParseFromArray(col.getBlob(), col.getBytes())) {
             return absl::DataLossError("corrupt event in central's log");
           }
-          AddEffects(e, -1, &deltas);
+          // Every lost event leaves the node's chain (the digest), but only stock movements are
+          // reversed and counted. Fulfilment updates are not undone: central keeps the order
+          // state it learned (the restored node is behind; its later updates merge forward and
+          // older ones are ignored by the merge rules, common/order_state.h).
           keys.emplace_back(lost.getColumn(0).getInt64(), lost.getColumn(1).getInt64());
+          if (!e.has_movement()) continue;
+          AddEffects(e, -1, &deltas);
+          ++reversed;
         }
         SQLite::Statement mark(*db_,
                                "UPDATE events SET reversed = 1 WHERE node_id = ? AND epoch = ? "
@@ -133,7 +196,6 @@ class SqliteStore : public CentralStore {
           mark.reset();
         }
         WriteDeltas(node_id, deltas);
-        reversed = keys.size();
       }
       SQLite::Statement up(*db_, "UPDATE nodes SET epoch = ?, applied_seq = ? WHERE node_id = ?");
       up.bind(1, static_cast<int64_t>(new_epoch));
@@ -167,6 +229,11 @@ class SqliteStore : public CentralStore {
       for (PendingApply* p : batch) p->done = true;
       gc_leader_ = false;
       gc_cv_.notify_all();
+    }
+    lk.unlock();
+    if (me.result.ok() && !events.empty()) {
+      std::lock_guard<std::mutex> lock(listener_mu_);
+      if (listener_) listener_();
     }
     return std::move(me.result);
   }
@@ -232,7 +299,7 @@ class SqliteStore : public CentralStore {
                  *db_,
                  "UPDATE exceptions SET count = count + 1, at_ms = ?4 WHERE id = (SELECT id FROM "
                  "exceptions WHERE node_id = ?2 AND kind = ?1 ORDER BY id DESC LIMIT 1) "
-                 "AND message = ?3");
+                 "AND message = ?3 AND resolved = 0");
              again.bind(1, kind);
              again.bind(2, node_id);
              again.bind(3, message);
@@ -254,31 +321,23 @@ class SqliteStore : public CentralStore {
 
   absl::StatusOr<v1::ListExceptionsResponse> ListExceptions(const std::string& node_id,
                                                             const std::string& kind) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    return Guard([&]() -> absl::StatusOr<v1::ListExceptionsResponse> {
-      SQLite::Statement q(*db_,
-                          "SELECT id, kind, node_id, message, at_ms, count, first_at_ms "
-                          "FROM exceptions "
-                          "WHERE (?1 = '' OR node_id = ?1) AND (?2 = '' OR kind = ?2) "
-                          "ORDER BY id DESC LIMIT 1000");
-      q.bind(1, node_id);
-      q.bind(2, kind);
-      v1::ListExceptionsResponse out;
-      while (q.executeStep()) {
-        auto* e = out.add_exceptions();
-        e->set_id(q.getColumn(0).getInt64());
-        e->set_kind(q.getColumn(1).getString());
-        e->set_node_id(q.getColumn(2).getString());
-        e->set_message(q.getColumn(3).getString());
-        e->set_at_ms(q.getColumn(4).getInt64());
-        e->set_count(q.getColumn(5).getInt64());
-        e->set_first_at_ms(q.getColumn(6).getInt64());
-      }
-      return out;
-    });
+    v1::ListExceptionsRequest r;
+    r.set_node_id(node_id);
+    r.set_kind(kind);
+    r.set_include_resolved(true);
+    return QueryExceptions(r);
   }
 
   absl::StatusOr<int64_t> Import(const std::string& kind, const std::string& text) override {
+    auto r = ImportKind(kind, text);
+    std::lock_guard<std::mutex> lock(mu_);
+    master_cached_ = false;  // reloaded by the next order transaction
+    return r;
+  }
+
+  absl::StatusOr<int64_t> ImportKind(const std::string& kind, const std::string& text) {
+    if (kind == "channels") return ImportChannels(text);
+    if (kind == "kits") return ImportKits(text);
     if (kind == "skus") {
       auto skus = csv::ParseSkus(text);
       if (!skus.ok()) return skus.status();
@@ -392,7 +451,7 @@ class SqliteStore : public CentralStore {
       });
     }
     return absl::InvalidArgumentError(
-        StrCat("unknown master data kind '", kind, "' (skus, sites, bins)"));
+        StrCat("unknown master data kind '", kind, "' (skus, sites, bins, channels, kits)"));
   }
 
   absl::StatusOr<v1::NetworkStockResponse> NetworkStock(const std::string& sku,
@@ -476,7 +535,664 @@ class SqliteStore : public CentralStore {
     });
   }
 
+  // ---- OrderStore -----------------------------------------------------------------------------
+
+  absl::Status RunBatch(const std::vector<TxFn*>& ops,
+                        std::vector<absl::Status>* results) override {
+    results->assign(ops.size(), absl::OkStatus());
+    if (ops.empty()) return absl::OkStatus();
+    std::lock_guard<std::mutex> lock(mu_);
+    try {
+      db::WriteTransaction wtx(*db_);
+      Tx tx(this);
+      const bool many = ops.size() > 1;
+      for (size_t i = 0; i < ops.size(); ++i) {
+        if (many) Stmt("SAVEPOINT op").exec();
+        try {
+          (*results)[i] = (*ops[i])(tx);
+        } catch (const std::exception& e) {
+          (*results)[i] = db::FromException(e);
+        }
+        if (many) {
+          if (!(*results)[i].ok()) Stmt("ROLLBACK TO op").exec();
+          Stmt("RELEASE op").exec();
+        }
+      }
+      if (!many && !(*results)[0].ok()) return absl::OkStatus();  // rolled back by wtx
+      wtx.Commit();
+      return absl::OkStatus();
+    } catch (const std::exception& e) {
+      absl::Status s = db::FromException(e);
+      results->assign(ops.size(), s);
+      return s;
+    }
+  }
+
+  absl::StatusOr<v1::Order> GetOrder(const std::string& order_id) override {
+    return Read([&](Reader& r) -> absl::StatusOr<v1::Order> {
+      auto& q = r.Stmt("SELECT body FROM orders WHERE order_id = ?");
+      q.bind(1, order_id);
+      if (!q.executeStep()) {
+        q.reset();
+        return absl::NotFoundError(StrCat("unknown order '", order_id, "'"));
+      }
+      auto col = q.getColumn(0);
+      v1::Order o;
+      const bool ok = o.ParseFromArray(col.getBlob(), col.getBytes());
+      q.reset();
+      if (!ok) return absl::DataLossError(StrCat("corrupt order row ", order_id));
+      return o;
+    });
+  }
+
+  absl::StatusOr<v1::ListOrdersResponse> ListOrders(const v1::ListOrdersRequest& r) override {
+    std::string sql = "SELECT body, order_id FROM orders o WHERE order_id > :after";
+    if (r.status() != v1::ORDER_STATUS_UNSPECIFIED) sql += " AND status = :status";
+    if (!r.channel().empty()) sql += " AND channel = :channel";
+    if (!r.site().empty()) {
+      sql += " AND EXISTS (SELECT 1 FROM fulfilments f WHERE f.site = :site AND "
+             "f.order_id = o.order_id)";
+    }
+    sql += " ORDER BY order_id LIMIT :limit";
+    return Read([&](Reader& rd) -> absl::StatusOr<v1::ListOrdersResponse> {
+      SQLite::Statement& q = rd.Stmt(sql);
+      q.bind(":after", r.after());
+      if (r.status() != v1::ORDER_STATUS_UNSPECIFIED)
+        q.bind(":status", static_cast<int>(r.status()));
+      if (!r.channel().empty()) q.bind(":channel", r.channel());
+      if (!r.site().empty()) q.bind(":site", r.site());
+      q.bind(":limit", static_cast<int64_t>(r.limit()));
+      v1::ListOrdersResponse out;
+      while (q.executeStep()) {
+        auto col = q.getColumn(0);
+        if (!out.add_orders()->ParseFromArray(col.getBlob(), col.getBytes())) {
+          q.reset();
+          return absl::DataLossError("corrupt order row");
+        }
+      }
+      q.reset();
+      if (out.orders_size() > 0 && static_cast<uint32_t>(out.orders_size()) == r.limit()) {
+        out.set_next_after(out.orders(out.orders_size() - 1).order_id());
+      }
+      return out;
+    });
+  }
+
+  absl::StatusOr<std::vector<std::string>> OrdersToRoute(const std::string& after,
+                                                         uint32_t limit) override {
+    return Read([&](Reader& r) -> absl::StatusOr<std::vector<std::string>> {
+      auto& q = r.Stmt(
+          "SELECT order_id FROM orders WHERE needs_routing = 1 AND order_id > ? "
+          "ORDER BY order_id LIMIT ?");
+      q.bind(1, after);
+      q.bind(2, static_cast<int64_t>(limit));
+      std::vector<std::string> out;
+      while (q.executeStep()) out.push_back(q.getColumn(0).getString());
+      q.reset();
+      return out;
+    });
+  }
+
+  absl::Status ScanKpiFacts(
+      int64_t from_ms, int64_t to_ms, const std::function<void(const OrderKpiFacts&)>& on_order,
+      const std::function<void(const FulfilmentKpiFacts&)>& on_fulfilment) override {
+    return Read([&](Reader& r) -> absl::StatusOr<bool> {
+             SQLite::Transaction snapshot(r.db);  // both scans see the same commits
+             const int64_t to = to_ms == 0 ? INT64_MAX : to_ms;
+             SQLite::Statement o(r.db,
+                                 "SELECT channel, captured_ms, shipped_ms, units_requested, "
+                                 "units_shipped FROM orders WHERE captured_ms >= ? AND "
+                                 "captured_ms < ?");
+             o.bind(1, from_ms);
+             o.bind(2, to);
+             OrderKpiFacts ok;
+             while (o.executeStep()) {
+               ok.channel = o.getColumn(0).getString();
+               ok.captured_ms = o.getColumn(1).getInt64();
+               ok.shipped_ms = o.getColumn(2).getInt64();
+               ok.units_requested = o.getColumn(3).getInt64();
+               ok.units_shipped = o.getColumn(4).getInt64();
+               on_order(ok);
+             }
+             SQLite::Statement f(r.db,
+                                 "SELECT site, captured_ms, shipped_ms, units_requested, "
+                                 "units_shipped FROM fulfilments WHERE captured_ms >= ? AND "
+                                 "captured_ms < ?");
+             f.bind(1, from_ms);
+             f.bind(2, to);
+             FulfilmentKpiFacts fk;
+             while (f.executeStep()) {
+               fk.site = f.getColumn(0).getString();
+               fk.captured_ms = f.getColumn(1).getInt64();
+               fk.shipped_ms = f.getColumn(2).getInt64();
+               fk.units_requested = f.getColumn(3).getInt64();
+               fk.units_shipped = f.getColumn(4).getInt64();
+               on_fulfilment(fk);
+             }
+             return true;
+           })
+        .status();
+  }
+
+  absl::StatusOr<v1::ListChannelsResponse> ListChannels() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return Guard([&]() -> absl::StatusOr<v1::ListChannelsResponse> {
+      LoadMaster();
+      v1::ListChannelsResponse out;
+      for (const auto& [id, c] : channels_) *out.add_channels() = c;
+      for (const auto& [kit, components] : kits_) {
+        for (const auto& k : components) *out.add_kits() = k;
+      }
+      return out;
+    });
+  }
+
+  absl::StatusOr<v1::ListExceptionsResponse> QueryExceptions(
+      const v1::ListExceptionsRequest& r) override {
+    std::string sql = StrCat("SELECT ", kExceptionColumns, " FROM exceptions WHERE 1");
+    std::vector<std::pair<const char*, const std::string*>> binds;
+    auto filter = [&](const char* column, const char* name, const std::string& value) {
+      if (value.empty()) return;
+      absl::StrAppend(&sql, " AND ", column, " = ", name);
+      binds.emplace_back(name, &value);
+    };
+    filter("node_id", ":node", r.node_id());
+    filter("kind", ":kind", r.kind());
+    filter("order_id", ":order", r.order_id());
+    filter("sku", ":sku", r.sku());
+    filter("assignee", ":assignee", r.assignee());
+    if (!r.include_resolved()) sql += " AND resolved = 0";
+    sql += " ORDER BY id DESC LIMIT 1000";
+    return Read([&](Reader& rd) -> absl::StatusOr<v1::ListExceptionsResponse> {
+      SQLite::Statement& q = rd.Stmt(sql);
+      for (const auto& [name, value] : binds) q.bind(name, *value);
+      v1::ListExceptionsResponse out;
+      while (q.executeStep()) ReadException(q, out.add_exceptions());
+      q.reset();
+      return out;
+    });
+  }
+
+  absl::StatusOr<v1::ExceptionEntry> AssignException(uint64_t id,
+                                                     const std::string& assignee) override {
+    return Write([&]() -> absl::StatusOr<v1::ExceptionEntry> {
+      auto e = ExceptionLocked(id);
+      if (!e.ok()) return e;
+      if (e->resolved()) {
+        return absl::FailedPreconditionError(StrCat("exception ", id, " is resolved"));
+      }
+      SQLite::Statement up(*db_, "UPDATE exceptions SET assignee = ? WHERE id = ?");
+      up.bind(1, assignee);
+      up.bind(2, static_cast<int64_t>(id));
+      up.exec();
+      e->set_assignee(assignee);
+      return e;
+    });
+  }
+
+  absl::StatusOr<v1::ExceptionEntry> ResolveException(uint64_t id, const std::string& note,
+                                                      int64_t at_ms) override {
+    return Write([&]() -> absl::StatusOr<v1::ExceptionEntry> {
+      auto e = ExceptionLocked(id);
+      if (!e.ok()) return e;
+      if (e->resolved()) {
+        return absl::FailedPreconditionError(StrCat("exception ", id, " is already resolved"));
+      }
+      SQLite::Statement up(*db_,
+                           "UPDATE exceptions SET resolved = 1, resolution_note = ?, "
+                           "resolved_at_ms = ? WHERE id = ?");
+      up.bind(1, note);
+      up.bind(2, at_ms);
+      up.bind(3, static_cast<int64_t>(id));
+      up.exec();
+      e->set_resolved(true);
+      e->set_resolution_note(note);
+      e->set_resolved_at_ms(at_ms);
+      return e;
+    });
+  }
+
+  void SetEventsAppliedListener(std::function<void()> listener) override {
+    std::lock_guard<std::mutex> lock(listener_mu_);
+    listener_ = std::move(listener);
+  }
+
  private:
+  // ---- Reads of committed order data -----------------------------------------------------------
+
+  // The connection order reads use, with its own statement cache. One reader at a time.
+  struct Reader {
+    SQLite::Database& db;
+    std::map<std::string, std::unique_ptr<SQLite::Statement>>* cache;
+    SQLite::Statement& Stmt(const std::string& sql) {
+      auto& slot = (*cache)[sql];
+      if (!slot) slot = std::make_unique<SQLite::Statement>(db, sql);
+      slot->tryReset();
+      slot->clearBindings();
+      return *slot;
+    }
+  };
+  // Runs f(Reader&) on the read connection (under read_mu_), or on the main one (under mu_) when
+  // there is none; exceptions become a Status.
+  template <typename F>
+  auto Read(F&& f) -> decltype(f(std::declval<Reader&>())) {
+    if (read_db_) {
+      std::lock_guard<std::mutex> lock(read_mu_);
+      Reader r{*read_db_, &read_stmts_};
+      return Guard([&] { return f(r); });
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    Reader r{*db_, &dyn_stmts_};
+    return Guard([&] { return f(r); });
+  }
+
+  // ---- Orders: the transaction view and helpers (callers hold mu_) ---------------------------
+
+  class Tx : public OrderTx {
+   public:
+    explicit Tx(SqliteStore* s) : s_(s) {}
+
+    std::optional<v1::Channel> FindChannel(const std::string& id) override {
+      s_->LoadMaster();
+      auto it = s_->channels_.find(id);
+      if (it == s_->channels_.end()) return std::nullopt;
+      return it->second;
+    }
+    std::vector<v1::KitComponent> KitComponents(const std::string& sku) override {
+      s_->LoadMaster();
+      auto it = s_->kits_.find(sku);
+      if (it == s_->kits_.end()) return {};
+      return it->second;
+    }
+    std::optional<int64_t> SafetyStock(const std::string& sku) override {
+      auto& q = s_->Stmt("SELECT safety_stock FROM skus WHERE code = ?");
+      q.bind(1, sku);
+      std::optional<int64_t> out;
+      if (q.executeStep()) out = q.getColumn(0).getInt64();
+      q.reset();
+      return out;
+    }
+    const std::vector<v1::Site>& Sites() override {
+      s_->LoadMaster();
+      return s_->sites_;
+    }
+    std::map<std::string, routing::StockFacts> StockOf(const std::string& sku) override {
+      std::map<std::string, routing::StockFacts> out;
+      auto& on_hand = s_->Stmt(
+          "SELECT site, SUM(on_hand) FROM mirror_stock WHERE sku = ? GROUP BY site");
+      on_hand.bind(1, sku);
+      while (on_hand.executeStep()) {
+        out[on_hand.getColumn(0).getString()].on_hand = on_hand.getColumn(1).getInt64();
+      }
+      on_hand.reset();
+      auto& reserved = s_->Stmt("SELECT site, reserved FROM mirror_reserved WHERE sku = ?");
+      reserved.bind(1, sku);
+      while (reserved.executeStep()) {
+        out[reserved.getColumn(0).getString()].reserved = reserved.getColumn(1).getInt64();
+      }
+      reserved.reset();
+      auto& released = s_->Stmt("SELECT site, units FROM released_units WHERE sku = ?");
+      released.bind(1, sku);
+      while (released.executeStep()) {
+        out[released.getColumn(0).getString()].released = released.getColumn(1).getInt64();
+      }
+      released.reset();
+      return out;
+    }
+    std::optional<std::pair<std::string, uint64_t>> FindExternal(
+        const std::string& channel, const std::string& external_id) override {
+      auto& q = s_->Stmt(
+          "SELECT order_id, fingerprint FROM orders WHERE channel = ? AND external_id = ?");
+      q.bind(1, channel);
+      q.bind(2, external_id);
+      std::optional<std::pair<std::string, uint64_t>> out;
+      if (q.executeStep()) {
+        out.emplace(q.getColumn(0).getString(), static_cast<uint64_t>(q.getColumn(1).getInt64()));
+      }
+      q.reset();
+      return out;
+    }
+    uint64_t NextOrderNumber() override {
+      auto& q = s_->Stmt(
+          "UPDATE counters SET value = value + 1 WHERE name = 'order' RETURNING value");
+      q.executeStep();
+      const uint64_t n = q.getColumn(0).getInt64();
+      q.reset();
+      return n;
+    }
+    std::optional<v1::Order> LoadOrder(const std::string& order_id) override {
+      return s_->LoadOrderLocked(order_id);
+    }
+    std::optional<std::string> OrderOfFulfilment(const std::string& fulfilment_id) override {
+      auto& q = s_->Stmt("SELECT order_id FROM fulfilments WHERE fulfilment_id = ?");
+      q.bind(1, fulfilment_id);
+      std::optional<std::string> out;
+      if (q.executeStep()) out = q.getColumn(0).getString();
+      q.reset();
+      return out;
+    }
+    void SaveOrder(const v1::Order& o, const v1::Order* before, uint64_t fingerprint,
+                   bool needs_routing) override {
+      s_->SaveOrderLocked(o, before, fingerprint, needs_routing);
+    }
+    void AppendFeed(const std::string& site, v1::FeedEntry entry) override {
+      s_->AppendFeed(site, std::move(entry));
+    }
+    void AddException(const v1::ExceptionEntry& e) override {
+      auto& q = s_->Stmt(
+          "INSERT INTO exceptions(kind, node_id, message, at_ms, first_at_ms, order_id, "
+          "fulfilment_id, sku) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+      q.bind(1, e.kind());
+      q.bind(2, e.node_id());
+      q.bind(3, e.message());
+      q.bind(4, e.at_ms());
+      q.bind(5, e.at_ms());
+      q.bind(6, e.order_id());
+      q.bind(7, e.fulfilment_id());
+      q.bind(8, e.sku());
+      q.exec();
+      q.reset();
+    }
+
+   private:
+    SqliteStore* s_;
+  };
+
+  std::optional<v1::Order> LoadOrderLocked(const std::string& order_id) {
+    auto& q = Stmt("SELECT body FROM orders WHERE order_id = ?");
+    q.bind(1, order_id);
+    if (!q.executeStep()) {
+      q.reset();
+      return std::nullopt;
+    }
+    auto col = q.getColumn(0);
+    v1::Order o;
+    const bool ok = o.ParseFromArray(col.getBlob(), col.getBytes());
+    q.reset();
+    if (!ok) throw std::runtime_error(StrCat("corrupt order row ", order_id));
+    return o;
+  }
+
+  void SaveOrderLocked(const v1::Order& o, const v1::Order* before, uint64_t fingerprint,
+                       bool needs_routing) {
+    std::string body;
+    o.SerializeToString(&body);
+    const OrderKpiFacts kpi = KpiFactsOf(o);
+    if (!before) {
+      auto& q = Stmt(
+          "INSERT INTO orders(order_id, channel, external_id, fingerprint, status, captured_ms, "
+          "needs_routing, shipped_ms, units_requested, units_shipped, body) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      q.bind(1, o.order_id());
+      q.bind(2, o.channel());
+      q.bind(3, o.external_id());
+      q.bind(4, static_cast<int64_t>(fingerprint));
+      q.bind(5, static_cast<int>(o.status()));
+      q.bind(6, o.captured_ms());
+      q.bind(7, needs_routing ? 1 : 0);
+      q.bind(8, kpi.shipped_ms);
+      q.bind(9, kpi.units_requested);
+      q.bind(10, kpi.units_shipped);
+      q.bindNoCopy(11, body.data(), static_cast<int>(body.size()));
+      q.exec();
+      q.reset();
+    } else {
+      auto& q = Stmt(
+          "UPDATE orders SET status = ?, needs_routing = ?, shipped_ms = ?, units_requested = ?, "
+          "units_shipped = ?, body = ? WHERE order_id = ?");
+      q.bind(1, static_cast<int>(o.status()));
+      q.bind(2, needs_routing ? 1 : 0);
+      q.bind(3, kpi.shipped_ms);
+      q.bind(4, kpi.units_requested);
+      q.bind(5, kpi.units_shipped);
+      q.bindNoCopy(6, body.data(), static_cast<int>(body.size()));
+      q.bind(7, o.order_id());
+      q.exec();
+      q.reset();
+    }
+    // Fulfilment rows: written when new or when their status or KPI facts changed.
+    auto same = [](const FulfilmentKpiFacts& a, const FulfilmentKpiFacts& b) {
+      return a.shipped_ms == b.shipped_ms && a.units_requested == b.units_requested &&
+             a.units_shipped == b.units_shipped;
+    };
+    std::map<std::string, std::pair<int, FulfilmentKpiFacts>> old;
+    if (before) {
+      for (const auto& f : before->fulfilments()) {
+        old[f.fulfilment_id()] = {f.status(), KpiFactsOf(*before, f)};
+      }
+    }
+    for (const auto& f : o.fulfilments()) {
+      const FulfilmentKpiFacts fk = KpiFactsOf(o, f);
+      auto it = old.find(f.fulfilment_id());
+      if (it != old.end() && it->second.first == f.status() && same(it->second.second, fk)) {
+        continue;
+      }
+      auto& q = Stmt(
+          "INSERT INTO fulfilments(fulfilment_id, order_id, site, status, captured_ms, "
+          "shipped_ms, units_requested, units_shipped) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+          "ON CONFLICT(fulfilment_id) DO UPDATE SET status = excluded.status, "
+          "shipped_ms = excluded.shipped_ms, units_requested = excluded.units_requested, "
+          "units_shipped = excluded.units_shipped");
+      q.bind(1, f.fulfilment_id());
+      q.bind(2, o.order_id());
+      q.bind(3, f.site());
+      q.bind(4, static_cast<int>(f.status()));
+      q.bind(5, fk.captured_ms);
+      q.bind(6, fk.shipped_ms);
+      q.bind(7, fk.units_requested);
+      q.bind(8, fk.units_shipped);
+      q.exec();
+      q.reset();
+    }
+    // Units released but not yet accepted, per (site, sku): the difference is written.
+    std::map<std::pair<std::string, std::string>, int64_t> delta;
+    auto add = [&delta](const v1::Order& x, int sign) {
+      for (const auto& f : x.fulfilments()) {
+        if (f.status() != v1::FULFILMENT_RELEASED) continue;
+        for (const auto& l : f.lines()) delta[{f.site(), l.sku()}] += sign * l.quantity();
+      }
+    };
+    add(o, +1);
+    if (before) add(*before, -1);
+    for (const auto& [key, units] : delta) {
+      if (units == 0) continue;
+      auto& q = Stmt(
+          "INSERT INTO released_units(site, sku, units) VALUES (?, ?, ?) "
+          "ON CONFLICT(site, sku) DO UPDATE SET units = units + excluded.units");
+      q.bind(1, key.first);
+      q.bind(2, key.second);
+      q.bind(3, units);
+      q.exec();
+      q.reset();
+    }
+  }
+
+  // Channels, kits and sites in memory; reloaded after every import.
+  void LoadMaster() {
+    if (master_cached_) return;
+    channels_.clear();
+    kits_.clear();
+    sites_.clear();
+    SQLite::Statement c(*db_,
+                        "SELECT id, name, site_priority, allow_split, review_above_cents, version "
+                        "FROM channels ORDER BY id");
+    while (c.executeStep()) {
+      v1::Channel ch;
+      ch.set_id(c.getColumn(0).getString());
+      ch.set_name(c.getColumn(1).getString());
+      for (absl::string_view site :
+           absl::StrSplit(c.getColumn(2).getString(), '|', absl::SkipEmpty())) {
+        ch.add_site_priority(std::string(site));
+      }
+      ch.set_allow_split(c.getColumn(3).getInt() != 0);
+      ch.set_review_above_cents(c.getColumn(4).getInt64());
+      ch.set_version(c.getColumn(5).getInt64());
+      channels_[ch.id()] = std::move(ch);
+    }
+    SQLite::Statement k(*db_,
+                        "SELECT kit_sku, component_sku, quantity FROM kits "
+                        "ORDER BY kit_sku, position");
+    while (k.executeStep()) {
+      v1::KitComponent kc;
+      kc.set_kit_sku(k.getColumn(0).getString());
+      kc.set_component_sku(k.getColumn(1).getString());
+      kc.set_quantity(k.getColumn(2).getInt64());
+      kits_[kc.kit_sku()].push_back(std::move(kc));
+    }
+    SQLite::Statement s(*db_, "SELECT id, name, kind, region, version FROM sites ORDER BY id");
+    while (s.executeStep()) {
+      v1::Site site;
+      site.set_id(s.getColumn(0).getString());
+      site.set_name(s.getColumn(1).getString());
+      site.set_kind(s.getColumn(2).getString());
+      site.set_region(s.getColumn(3).getString());
+      site.set_version(s.getColumn(4).getInt64());
+      sites_.push_back(std::move(site));
+    }
+    master_cached_ = true;
+  }
+
+  absl::StatusOr<int64_t> ImportChannels(const std::string& text) {
+    auto rows = ParseChannels(text);
+    if (!rows.ok()) return rows.status();
+    return Write([&]() -> absl::StatusOr<int64_t> {
+      std::set<std::string> sites;
+      for (const auto& s : AllSites()) sites.insert(s);
+      std::vector<std::string> errors;
+      for (const auto& row : *rows) {
+        for (const auto& site : row.value.site_priority()) {
+          if (!sites.count(site) && errors.size() < 20) {
+            errors.push_back(StrCat("line ", row.line, ": channel '", row.value.id(),
+                                    "' names unknown site '", site, "'"));
+          }
+        }
+      }
+      if (!errors.empty()) {
+        return absl::InvalidArgumentError(
+            StrCat("nothing imported: ", absl::StrJoin(errors, "; ")));
+      }
+      SQLite::Statement up(*db_,
+                           "INSERT INTO channels(id, name, site_priority, allow_split, "
+                           "review_above_cents, version) VALUES (?, ?, ?, ?, ?, 1) "
+                           "ON CONFLICT(id) DO UPDATE SET name = excluded.name, "
+                           "site_priority = excluded.site_priority, "
+                           "allow_split = excluded.allow_split, "
+                           "review_above_cents = excluded.review_above_cents, "
+                           "version = channels.version + 1");
+      for (const auto& row : *rows) {
+        const v1::Channel& c = row.value;
+        up.bind(1, c.id());
+        up.bind(2, c.name());
+        up.bind(3, absl::StrJoin(c.site_priority(), "|"));
+        up.bind(4, c.allow_split() ? 1 : 0);
+        up.bind(5, c.review_above_cents());
+        up.exec();
+        up.reset();
+      }
+      return static_cast<int64_t>(rows->size());
+    });
+  }
+
+  // A kit named in the file gets exactly the file's components (replacing what it had).
+  absl::StatusOr<int64_t> ImportKits(const std::string& text) {
+    auto rows = ParseKits(text);
+    if (!rows.ok()) return rows.status();
+    return Write([&]() -> absl::StatusOr<int64_t> {
+      std::set<std::string> kits_in_file;
+      for (const auto& row : *rows) kits_in_file.insert(row.value.kit_sku());
+      std::set<std::string> kits_known;
+      {
+        SQLite::Statement q(*db_, "SELECT DISTINCT kit_sku FROM kits");
+        while (q.executeStep()) kits_known.insert(q.getColumn(0).getString());
+      }
+      SQLite::Statement sku(*db_, "SELECT 1 FROM skus WHERE code = ?");
+      auto is_sku = [&](const std::string& code) {
+        sku.bind(1, code);
+        const bool found = sku.executeStep();
+        sku.reset();
+        return found;
+      };
+      std::vector<std::string> errors;
+      auto error = [&](int line, const std::string& msg) {
+        if (errors.size() < 20) errors.push_back(StrCat("line ", line, ": ", msg));
+      };
+      for (const auto& row : *rows) {
+        const v1::KitComponent& k = row.value;
+        if (is_sku(k.kit_sku())) {
+          error(row.line, StrCat("kit '", k.kit_sku(),
+                                 "' is a stocked SKU; a kit needs a code of its own"));
+        }
+        if (kits_in_file.count(k.component_sku()) || kits_known.count(k.component_sku())) {
+          error(row.line, StrCat("component '", k.component_sku(), "' of kit '", k.kit_sku(),
+                                 "' is itself a kit (kits do not nest)"));
+        } else if (!is_sku(k.component_sku())) {
+          error(row.line, StrCat("kit '", k.kit_sku(), "' names unknown SKU '",
+                                 k.component_sku(), "'"));
+        }
+      }
+      if (!errors.empty()) {
+        return absl::InvalidArgumentError(
+            StrCat("nothing imported: ", absl::StrJoin(errors, "; ")));
+      }
+      SQLite::Statement del(*db_, "DELETE FROM kits WHERE kit_sku = ?");
+      for (const auto& kit : kits_in_file) {
+        del.bind(1, kit);
+        del.exec();
+        del.reset();
+      }
+      SQLite::Statement ins(*db_,
+                            "INSERT INTO kits(kit_sku, position, component_sku, quantity) "
+                            "VALUES (?, ?, ?, ?)");
+      std::map<std::string, int> position;
+      for (const auto& row : *rows) {
+        const v1::KitComponent& k = row.value;
+        ins.bind(1, k.kit_sku());
+        ins.bind(2, position[k.kit_sku()]++);
+        ins.bind(3, k.component_sku());
+        ins.bind(4, k.quantity());
+        ins.exec();
+        ins.reset();
+      }
+      return static_cast<int64_t>(rows->size());
+    });
+  }
+
+  static constexpr const char* kExceptionColumns =
+      "id, kind, node_id, message, at_ms, count, first_at_ms, order_id, fulfilment_id, sku, "
+      "assignee, resolved, resolution_note, resolved_at_ms";
+  static void ReadException(SQLite::Statement& q, v1::ExceptionEntry* e) {
+    e->set_id(q.getColumn(0).getInt64());
+    e->set_kind(q.getColumn(1).getString());
+    e->set_node_id(q.getColumn(2).getString());
+    e->set_message(q.getColumn(3).getString());
+    e->set_at_ms(q.getColumn(4).getInt64());
+    e->set_count(q.getColumn(5).getInt64());
+    e->set_first_at_ms(q.getColumn(6).getInt64());
+    e->set_order_id(q.getColumn(7).getString());
+    e->set_fulfilment_id(q.getColumn(8).getString());
+    e->set_sku(q.getColumn(9).getString());
+    e->set_assignee(q.getColumn(10).getString());
+    e->set_resolved(q.getColumn(11).getInt() != 0);
+    e->set_resolution_note(q.getColumn(12).getString());
+    e->set_resolved_at_ms(q.getColumn(13).getInt64());
+  }
+  absl::StatusOr<v1::ExceptionEntry> ExceptionLocked(uint64_t id) {
+    SQLite::Statement q(*db_,
+                        StrCat("SELECT ", kExceptionColumns, " FROM exceptions WHERE id = ?"));
+    q.bind(1, static_cast<int64_t>(id));
+    if (!q.executeStep()) return absl::NotFoundError(StrCat("unknown exception ", id));
+    v1::ExceptionEntry e;
+    ReadException(q, &e);
+    return e;
+  }
+
+  bool master_cached_ = false;
+  std::map<std::string, v1::Channel> channels_;
+  std::map<std::string, std::vector<v1::KitComponent>> kits_;
+  std::vector<v1::Site> sites_;
+  std::mutex listener_mu_;
+  std::function<void()> listener_;  // guarded by listener_mu_
+
   struct PendingApply {
     const std::string* node_id;
     uint64_t epoch;
@@ -541,6 +1257,10 @@ class SqliteStore : public CentralStore {
       ins.exec();
       ins.reset();
       AddEffects(e, +1, &deltas);
+      if (e.has_fulfilment()) {
+        Tx tx(this);
+        ApplyNodeUpdate(tx, node_id, e);
+      }
       mark = e.seq();
       hlc = std::max<uint64_t>(hlc, e.hlc());
     }
@@ -622,16 +1342,18 @@ class SqliteStore : public CentralStore {
   }
 
   void AppendFeed(const std::string& node_id, v1::FeedEntry entry) {
-    SQLite::Statement next(*db_, "SELECT COALESCE(MAX(seq), 0) + 1 FROM feed WHERE node_id = ?");
+    auto& next = Stmt("SELECT COALESCE(MAX(seq), 0) + 1 FROM feed WHERE node_id = ?");
     next.bind(1, node_id);
     next.executeStep();
     entry.set_seq(next.getColumn(0).getInt64());
+    next.reset();
     std::string payload = entry.SerializeAsString();
-    SQLite::Statement ins(*db_, "INSERT INTO feed(node_id, seq, payload) VALUES (?, ?, ?)");
+    auto& ins = Stmt("INSERT INTO feed(node_id, seq, payload) VALUES (?, ?, ?)");
     ins.bind(1, node_id);
     ins.bind(2, static_cast<int64_t>(entry.seq()));
-    ins.bind(3, payload.data(), static_cast<int>(payload.size()));
+    ins.bindNoCopy(3, payload.data(), static_cast<int>(payload.size()));
     ins.exec();
+    ins.reset();
   }
 
   struct Deltas {
@@ -677,6 +1399,11 @@ class SqliteStore : public CentralStore {
   std::mutex mu_;
   std::unique_ptr<SQLite::Database> db_;
   std::unordered_map<const char*, std::unique_ptr<SQLite::Statement>> stmts_;
+  // Reads through db_ when there is no read connection, by SQL text (after db_: destroyed first).
+  std::map<std::string, std::unique_ptr<SQLite::Statement>> dyn_stmts_;
+  std::mutex read_mu_;
+  std::unique_ptr<SQLite::Database> read_db_;
+  std::map<std::string, std::unique_ptr<SQLite::Statement>> read_stmts_;  // on read_db_
 };
 
 }  // namespace
@@ -685,7 +1412,16 @@ absl::StatusOr<std::unique_ptr<CentralStore>> OpenSqliteStore(const SqliteStoreO
   auto db = db::Open({.path = options.path, .durable = options.durable});
   if (!db.ok()) return db.status();
   if (auto s = db::Migrate(**db, kMigrations); !s.ok()) return s;
-  return std::unique_ptr<CentralStore>(new SqliteStore(std::move(*db)));
+  // Order reads (GET, lists, KPIs, the re-routing queue) use their own connection: a WAL
+  // snapshot that neither waits for nor delays the writer.
+  std::unique_ptr<SQLite::Database> read_db;
+  if (!options.path.empty() && options.path != ":memory:" &&
+      options.path.rfind("file:", 0) != 0) {
+    auto r = db::Open({.path = options.path, .durable = options.durable, .read_only = true});
+    if (!r.ok()) return r.status();
+    read_db = std::move(*r);
+  }
+  return std::unique_ptr<CentralStore>(new SqliteStore(std::move(*db), std::move(read_db)));
 }
 
 }  // namespace depot::central

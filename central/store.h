@@ -6,6 +6,10 @@
 // - Each mutating call is one transaction: all of it or none of it.
 // - ApplyEvents applies events in seq order starting exactly at the node's mark + 1, together
 //   with their effects on the mirror and the new mark (exactly-once); it never skips a seq.
+//   A fulfilment event (Event.fulfilment) is merged into central's order in the same transaction
+//   (ApplyNodeUpdate in central/orders.h); an update that cannot be merged (unknown
+//   fulfilment, conflict) raises an exception entry and is still applied: it never stalls the
+//   stream.
 // - Thread-safe.
 #pragma once
 
@@ -16,6 +20,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "central/order_store.h"
 #include "depot/v1/central.pb.h"
 #include "depot/v1/sync.pb.h"
 
@@ -64,20 +69,27 @@ class CentralStore {
                                                               uint64_t after, uint32_t limit) = 0;
   virtual absl::Status AckFeed(const std::string& node_id, uint64_t seq) = 0;
 
-  // Exceptions.
+  // Exceptions. Sync anomalies: the same (node, kind, message) as the newest open entry of that
+  // node and kind counts it up instead of adding one.
   virtual absl::Status AddException(const std::string& kind, const std::string& node_id,
                                     const std::string& message, int64_t at_ms) = 0;
+  // Every entry, resolved or not (filters and the workflow: OrderStore::QueryExceptions).
   virtual absl::StatusOr<v1::ListExceptionsResponse> ListExceptions(const std::string& node_id,
                                                                     const std::string& kind) = 0;
 
-  // Master data from CSV (kind: skus, sites, bins); all rows or none, errors name lines. Changes
-  // are appended to the feed of every node they concern.
+  // Master data from CSV (kind: skus, sites, bins, channels, kits); all rows or none, errors name
+  // lines. Changes of skus, sites and bins are appended to the feed of every node they concern;
+  // channels and kits are central-only.
   virtual absl::StatusOr<int64_t> Import(const std::string& kind, const std::string& csv) = 0;
 
   // Network stock by SKU across sites, or by site (or both).
   virtual absl::StatusOr<v1::NetworkStockResponse> NetworkStock(const std::string& sku,
                                                                 const std::string& site) = 0;
   virtual absl::StatusOr<SiteMirror> Mirror(const std::string& site) = 0;
+
+  // The order side of the same store (same database and transactions), or nullptr when this
+  // backend (or decorator) has none.
+  virtual OrderStore* orders() { return nullptr; }
 };
 
 }  // namespace depot::central

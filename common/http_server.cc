@@ -48,13 +48,13 @@ int HexValue(char c) {
   return -1;
 }
 
-// Percent-decodes a query component; '+' means space. Malformed escapes are kept literally.
-std::string DecodeQueryComponent(std::string_view s) {
+// Percent-decodes; '+' means space in a query component. Malformed escapes are kept literally.
+std::string Decode(std::string_view s, bool plus_is_space) {
   std::string out;
   out.reserve(s.size());
   for (size_t i = 0; i < s.size(); ++i) {
     char c = s[i];
-    if (c == '+') {
+    if (c == '+' && plus_is_space) {
       out.push_back(' ');
     } else if (c == '%' && i + 2 < s.size() && HexValue(s[i + 1]) >= 0 && HexValue(s[i + 2]) >= 0) {
       out.push_back(static_cast<char>(HexValue(s[i + 1]) * 16 + HexValue(s[i + 2])));
@@ -65,6 +65,7 @@ std::string DecodeQueryComponent(std::string_view s) {
   }
   return out;
 }
+std::string DecodeQueryComponent(std::string_view s) { return Decode(s, true); }
 
 std::string_view ReasonPhrase(int status) {
   switch (status) {
@@ -127,6 +128,8 @@ std::string_view Request::Header(std::string_view name) const {
   }
   return {};
 }
+
+std::string PercentDecode(std::string_view s) { return Decode(s, false); }
 
 std::optional<std::string> Request::Query(std::string_view name) const {
   std::string_view rest = query;

@@ -51,6 +51,10 @@ struct Request {
   std::optional<std::string> Query(std::string_view name) const;
 };
 
+// Percent-decodes a path segment ("%2F" -> "/"; '+' stays '+'). Malformed escapes are kept
+// literally.
+std::string PercentDecode(std::string_view s);
+
 // An HTTP response produced by a handler. Plain value type.
 struct Response {
   int status = 200;

@@ -55,7 +55,7 @@ const char* NodeActionName(NodeAction a) {
   switch (a) {
     case NodeAction::kAccept: return "accept";
     case NodeAction::kPick: return "pick";
-    case NodeAction::kPickDone: return "pick";
+    case NodeAction::kPickDone: return "finish picking";
     case NodeAction::kPack: return "pack";
     case NodeAction::kShip: return "ship";
     case NodeAction::kCancel: return "cancel";
@@ -78,7 +78,7 @@ absl::StatusOr<v1::FulfilmentStatus> NodeTransition(v1::FulfilmentStatus from, N
       if (from == v1::FULFILMENT_ACCEPTED || from == v1::FULFILMENT_PICKING) {
         return a == NodeAction::kPick ? v1::FULFILMENT_PICKING : v1::FULFILMENT_PICKED;
       }
-      if (from == v1::FULFILMENT_PICKED) return refuse(": everything is picked already");
+      if (from == v1::FULFILMENT_PICKED) return refuse(", everything is picked already");
       return refuse("");
     case NodeAction::kPack:
       if (from == v1::FULFILMENT_PICKED) return v1::FULFILMENT_PACKED;
@@ -88,7 +88,8 @@ absl::StatusOr<v1::FulfilmentStatus> NodeTransition(v1::FulfilmentStatus from, N
       return refuse("");
     case NodeAction::kShip:
       if (from == v1::FULFILMENT_PACKED) return v1::FULFILMENT_SHIPPED;
-      if (Rank(from) >= 1 && Rank(from) < Rank(v1::FULFILMENT_PACKED)) {
+      if (from == v1::FULFILMENT_PICKED) return refuse(", pack it first");
+      if (Rank(from) >= 1 && Rank(from) < Rank(v1::FULFILMENT_PICKED)) {
         return refuse(", pick and pack it first");
       }
       return refuse("");
@@ -99,6 +100,14 @@ absl::StatusOr<v1::FulfilmentStatus> NodeTransition(v1::FulfilmentStatus from, N
       return refuse("");
   }
   return refuse("");
+}
+
+absl::Status CheckShortPick(v1::FulfilmentStatus from) {
+  if (from == v1::FULFILMENT_ACCEPTED || from == v1::FULFILMENT_PICKING) return absl::OkStatus();
+  const bool done = Rank(from) > Rank(v1::FULFILMENT_PICKING);
+  return absl::FailedPreconditionError(
+      absl::StrCat("cannot short-pick: fulfilment is ", StatusName(from),
+                   done ? ", every line is picked or shorted already" : ""));
 }
 
 CancelDecision DecideCancel(v1::FulfilmentStatus current) {
@@ -128,16 +137,14 @@ MergeOutcome MergeNodeUpdate(const CentralView& current, const v1::FulfilmentUpd
       out.exceptions.push_back("conflict");  // shipped wins
       return out;
     }
-    out.status = v1::FULFILMENT_CANCELLED;
-    out.take_lines = true;
-    return out;
-  }
-  if (Rank(reported) < Rank(current.status)) {
+  } else if (Rank(reported) < Rank(current.status)) {
     // Older than what central has (central's DELIVERED, or a replay): keep central's view.
     return out;
   }
   out.status = reported;
   out.take_lines = true;
+  // Any taken update may carry new short units, a cancelled one too: a node that shorts the last
+  // open units of a fulfilment with nothing picked cancels it in the same change ("short").
   if (short_total > current.short_total) {
     out.newly_short = short_total - current.short_total;
     out.exceptions.push_back("short_pick");
@@ -149,6 +156,12 @@ CentralCancel CentralCancelAction(v1::FulfilmentStatus current) {
   if (current == v1::FULFILMENT_CANCELLED) return CentralCancel::kNothingToDo;
   if (Rank(current) >= Rank(v1::FULFILMENT_SHIPPED)) return CentralCancel::kTooLate;
   return CentralCancel::kAsk;
+}
+
+CentralCancel CentralCancelAction(const CentralView& view) {
+  const CentralCancel by_status = CentralCancelAction(view.status);
+  if (by_status == CentralCancel::kAsk && view.cancel_requested) return CentralCancel::kNothingToDo;
+  return by_status;
 }
 
 absl::Status CheckDelivery(v1::FulfilmentStatus current) {
@@ -164,9 +177,11 @@ v1::OrderStatus DeriveOrderStatus(const OrderFacts& f) {
   if (f.rejected) return v1::ORDER_REJECTED;
   if (f.on_hold) return v1::ORDER_ON_HOLD;
   if (f.ordered > 0 && f.shipped == 0 && f.cancelled >= f.ordered) return v1::ORDER_CANCELLED;
-  bool any_live = false, any_working = false, all_delivered = true;
+  // DELIVERED needs a carrier confirmation for every fulfilment that shipped, so at least one.
+  bool any_live = false, any_working = false, any_delivered = false, all_delivered = true;
   for (auto s : f.fulfilments) {
     if (s == v1::FULFILMENT_CANCELLED) continue;
+    if (s == v1::FULFILMENT_DELIVERED) any_delivered = true;
     if (s != v1::FULFILMENT_DELIVERED) all_delivered = false;
     if (!IsFinal(s)) any_live = true;
     if (s == v1::FULFILMENT_PICKING || s == v1::FULFILMENT_PICKED || s == v1::FULFILMENT_PACKED) {
@@ -174,7 +189,7 @@ v1::OrderStatus DeriveOrderStatus(const OrderFacts& f) {
     }
   }
   if (f.shipped > 0 && f.shipped + f.cancelled >= f.ordered && !any_live) {
-    return all_delivered ? v1::ORDER_DELIVERED : v1::ORDER_SHIPPED;
+    return any_delivered && all_delivered ? v1::ORDER_DELIVERED : v1::ORDER_SHIPPED;
   }
   if (f.shipped > 0) return v1::ORDER_PARTIALLY_SHIPPED;
   if (any_working) return v1::ORDER_IN_FULFILMENT;

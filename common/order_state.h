@@ -12,7 +12,8 @@
 // - DELIVERED is central's and survives any node update;
 // - a node CANCELLED after central saw SHIPPED is refused: shipped wins and an exception says so;
 // - "cancel_refused" while central asked to cancel raises cancel_after_ship;
-// - more short units than before raise short_pick (and the difference is re-routed by central).
+// - more short units than before raise short_pick (and the difference is re-routed by central),
+//   whatever the update's status, CANCELLED included (shorting everything cancels at the node).
 #pragma once
 
 #include <cstdint>
@@ -34,7 +35,7 @@ const char* OrderStatusName(v1::OrderStatus s);
 enum class NodeAction {
   kAccept,       // reserve on release
   kPick,         // some units picked, more to pick
-  kPickDone,     // the last unit picked or shorted
+  kPickDone,     // the last unit picked or shorted ("finish picking")
   kPack,
   kShip,         // also the hand-out of click-and-collect
   kCancel,       // on central's request (see DecideCancel) or a local cancel
@@ -44,6 +45,12 @@ const char* NodeActionName(NodeAction a);
 // The new status after a node action, or FailedPrecondition naming the current status and the
 // action (e.g. "cannot ship: fulfilment is picked, pack it first").
 absl::StatusOr<v1::FulfilmentStatus> NodeTransition(v1::FulfilmentStatus from, NodeAction a);
+
+// A short pick (units not available here, handed back to central for re-routing; reported with
+// change "short") is allowed while the fulfilment is ACCEPTED or PICKING, otherwise
+// FailedPrecondition ("cannot short-pick: fulfilment is packed, ..."). When it closes the last
+// open units, the same change finishes picking (kPickDone) or, with nothing picked, cancels.
+absl::Status CheckShortPick(v1::FulfilmentStatus from);
 
 // The node's answer to central's cancel request: cancel when not shipped yet (stock is released,
 // picked goods go back to a bin), otherwise refuse ("cancel_refused": the order stays shipped).
@@ -67,11 +74,14 @@ MergeOutcome MergeNodeUpdate(const CentralView& current, const v1::FulfilmentUpd
 
 // Central's own transitions.
 enum class CentralCancel {
-  kNothingToDo,   // already cancelled
+  kNothingToDo,   // already cancelled (or, for the CentralView overload, already asked)
   kAsk,           // released: send FulfilmentCancel, mark cancel_requested
   kTooLate,       // shipped or delivered: refuse (the return flow handles it)
 };
 CentralCancel CentralCancelAction(v1::FulfilmentStatus current);
+// The same, taking the outstanding request into account: ask at most once per fulfilment (one
+// request, one answer, at most one cancel_after_ship). Prefer this overload.
+CentralCancel CentralCancelAction(const CentralView& view);
 // Delivery confirmation is valid only after SHIPPED (DELIVERED again is a no-op).
 absl::Status CheckDelivery(v1::FulfilmentStatus current);
 

@@ -47,6 +47,8 @@ CTL=$BIN/node/depotctl
 $CTL central import sites deploy/sample/sites.csv >/dev/null
 $CTL central import skus deploy/sample/skus.csv >/dev/null
 $CTL central import bins deploy/sample/bins.csv >/dev/null
+$CTL central import channels deploy/sample/channels.csv >/dev/null
+$CTL central import kits deploy/sample/kits.csv >/dev/null
 
 for node in wh-east store-soho; do
   rm -f "$DEMO/$node.port"
@@ -76,6 +78,13 @@ wh reserve --sku TSHIRT-BLK-M --ref web-1001 --qty 3 --request-id demo-6
 st receive --sku TSHIRT-BLK-M --bin FLOOR --qty 8 --request-id demo-7
 st receive --sku MUG-LOGO --bin BACK --qty 12 --request-id demo-8
 st receive --sku YOGHURT-500 --bin CHILLER --qty 10 --lot L2612 --expiry 2027-01-15 --request-id demo-9
+# A web order (the same external id again is the same order): routed and released to wh-east.
+for _ in $(seq 50); do
+  $CTL central stock --sku MUG-LOGO 2>/dev/null | grep -q wh-east && break
+  sleep 0.1
+done
+ORDER=$($CTL central orders capture --file deploy/sample/order-web-1.json |
+        sed -n 's/.*"order_id": *"\([^"]*\)".*/\1/p' | head -1)
 sleep 0.5
 
 cat <<MSG
@@ -93,6 +102,18 @@ Try:
   DEPOT_NODE=$WH build/node/depotctl stock --sku YOGHURT-500
   DEPOT_NODE=$WH build/node/depotctl verify
   curl -s "$DEPOT_CENTRAL/v1/stock?sku=MUG-LOGO"
+
+The order workflow (docs/ORDERS.md): order $ORDER was captured at central and released to wh-east.
+  build/node/depotctl central orders show $ORDER           # routing reason, status, history
+  DEPOT_NODE=$WH build/node/depotctl wave                  # a wave with its pick list (bin walk order)
+  DEPOT_NODE=$WH build/node/depotctl picklist W1
+  DEPOT_NODE=$WH build/node/depotctl pick $ORDER-1 --bin B-01-01 --item MUG-LOGO --qty 3
+  DEPOT_NODE=$WH build/node/depotctl pick $ORDER-1 --bin A-01-01 --item TSHIRT-BLK-M --qty 1
+  DEPOT_NODE=$WH build/node/depotctl pack $ORDER-1 --weight-g 900 --dims 300x200x100
+  DEPOT_NODE=$WH build/node/depotctl ship $ORDER-1 --carrier UPS --tracking 1Z999
+  build/node/depotctl central orders show $ORDER           # shipped, as the node reported
+  DEPOT_NODE=$ST build/node/depotctl sell MUG-LOGO:1:1200  # a counter sale, works offline too
+  build/node/depotctl central kpis
 
 Stop it with: deploy/quickstart.sh --stop
 MSG

@@ -4,6 +4,7 @@
 // Exit codes: 0 success, 1 the server refused the request (message on stderr), 2 usage error,
 // 3 the server could not be reached, 4 verify found differences.
 #include <CLI/CLI.hpp>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -12,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/http_client.h"
 #include "common/json.h"
+#include "depot/v1/central.pb.h"
 #include "depot/v1/node_api.pb.h"
 
 namespace {
@@ -267,15 +269,198 @@ int main(int argc, char** argv) {
     ctl.Call("GET", "/v1/sync");
   });
 
-  // central import|stock|nodes|exceptions: depot-central's API (--central URL).
+  // ---- order fulfilment at the node (node/fulfilment.h) ----
+  std::string fstatus, fwave;
+  auto* flist = app.add_subcommand("fulfilments", "fulfilments at this node, newest first");
+  flist->add_option("--status", fstatus, "accepted, picking, picked, packed, shipped, cancelled");
+  flist->add_option("--wave", fwave, "only this wave");
+  flist->callback([&] {
+    ctl.Call("GET", absl::StrCat("/v1/fulfilments?status=", Encode(fstatus),
+                                 "&wave=", Encode(fwave)));
+  });
+  std::string fid;
+  auto* fget = app.add_subcommand("fulfilment", "one fulfilment with its lines and packages");
+  fget->add_option("id", fid)->required();
+  fget->callback([&] { ctl.Call("GET", "/v1/fulfilments/" + Encode(fid)); });
+
+  depot::v1::CreateWaveRequest wave;
+  auto* wv = app.add_subcommand("wave", "group released orders into a wave with a pick list");
+  uint32_t wmax = 0;
+  wv->add_option("--max", wmax, "at most this many orders (default 50)");
+  wv->add_option("--service-level", *wave.mutable_service_level(), "only this service level");
+  wv->add_option("--request-id", *wave.mutable_request_id());
+  wv->callback([&] {
+    wave.set_max_orders(wmax);
+    ctl.Post("/v1/waves", wave);
+  });
+  app.add_subcommand("waves", "waves, newest first")->callback([&] {
+    ctl.Call("GET", "/v1/waves");
+  });
+  std::string plwave;
+  bool pljson = false;
+  auto* pl = app.add_subcommand("picklist", "a wave's pick list in bin walk order");
+  pl->add_option("wave", plwave)->required();
+  pl->add_flag("--json", pljson, "print the Wave as JSON");
+  pl->callback([&] {
+    if (pljson) return ctl.Call("GET", "/v1/waves/" + Encode(plwave));
+    auto r = ctl.client->Send("GET", ctl.node + "/v1/waves/" + Encode(plwave), "",
+                              {{"X-Depot-Operator", ctl.op}});
+    depot::v1::Wave w;
+    if (!r.ok() || r->status != 200 || !depot::JsonToMessage(r->body, &w).ok()) {
+      return ctl.Call("GET", "/v1/waves/" + Encode(plwave));  // prints the error
+    }
+    std::printf("wave %s: %d orders, %d tasks\n", w.wave_id().c_str(), w.fulfilment_ids_size(),
+                w.tasks_size());
+    std::printf("%-12s %-16s %-14s %-10s %6s %6s  %s\n", "bin", "sku", "lot", "expiry", "qty",
+                "picked", "fulfilment/line");
+    for (const auto& t : w.tasks()) {
+      std::printf("%-12s %-16s %-14s %-10s %6lld %6lld  %s/%u\n", t.bin().c_str(),
+                  t.sku().c_str(), t.lot().c_str(), t.expiry().c_str(),
+                  static_cast<long long>(t.quantity()), static_cast<long long>(t.picked()),
+                  t.fulfilment_id().c_str(), t.line_no());
+    }
+  });
+
+  depot::v1::PickRequest pick;
+  auto* pk = app.add_subcommand("pick", "pick scanned goods into the staging bin");
+  pk->add_option("fulfilment", *pick.mutable_fulfilment_id())->required();
+  pk->add_option("--bin", *pick.mutable_bin())->required();
+  pk->add_option("--item", *pick.mutable_item(), "SKU code or GTIN")->required();
+  int64_t pkq = 0;
+  pk->add_option("--qty", pkq)->required();
+  pk->add_option("--lot", *pick.mutable_lot());
+  std::vector<std::string> pkserials;
+  pk->add_option("--serial", pkserials, "serial numbers (repeat)");
+  pk->add_option("--request-id", *pick.mutable_request_id());
+  pk->callback([&] {
+    pick.set_quantity(pkq);
+    for (auto& s : pkserials) pick.add_serials(s);
+    ctl.Post("/v1/picks", pick);
+  });
+
+  depot::v1::ShortPickRequest shortp;
+  auto* sp = app.add_subcommand("short", "report units of a line that cannot be picked here");
+  sp->add_option("fulfilment", *shortp.mutable_fulfilment_id())->required();
+  uint32_t spline = 0;
+  int64_t spq = 0;
+  sp->add_option("--line", spline)->required();
+  sp->add_option("--qty", spq, "default: everything not yet picked");
+  sp->add_option("--reason", *shortp.mutable_reason(), "not_found, damaged, wrong_item, other")
+      ->required();
+  sp->add_option("--request-id", *shortp.mutable_request_id());
+  sp->callback([&] {
+    shortp.set_line_no(spline);
+    shortp.set_quantity(spq);
+    ctl.Post("/v1/picks/short", shortp);
+  });
+
+  depot::v1::PackRequest pack;
+  auto* pa = app.add_subcommand("pack", "pack what was picked (one package, or --package-json)");
+  pa->add_option("fulfilment", *pack.mutable_fulfilment_id())->required();
+  int64_t weight = 0;
+  std::string dims, package_json;
+  pa->add_option("--weight-g", weight, "package weight in grams");
+  pa->add_option("--dims", dims, "LxWxH in millimetres");
+  pa->add_option("--package-json", package_json,
+                 "file with {\"packages\":[{\"weight_g\":..,\"length_mm\":..,\"width_mm\":..,"
+                 "\"height_mm\":..,\"items\":[{\"sku\":..,\"quantity\":..}]}]}")
+      ->check(CLI::ExistingFile);
+  pa->add_option("--request-id", *pack.mutable_request_id());
+  pa->callback([&] {
+    if (!package_json.empty()) {
+      std::ifstream in(package_json, std::ios::binary);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      depot::v1::PackRequest from_file;
+      if (auto st = depot::JsonToMessage(ss.str(), &from_file); !st.ok()) {
+        std::cerr << "depotctl: " << package_json << ": " << st.message() << "\n";
+        ctl.exit_code = 2;
+        return;
+      }
+      *pack.mutable_packages() = from_file.packages();
+    } else {
+      long long l = 0, w = 0, h = 0;
+      char x1 = 0, x2 = 0;
+      std::istringstream in(dims);
+      if (weight <= 0 || !(in >> l >> x1 >> w >> x2 >> h) || (x1 != 'x' && x1 != 'X') ||
+          (x2 != 'x' && x2 != 'X')) {
+        std::cerr << "depotctl: pack needs --weight-g N and --dims LxWxH (or --package-json)\n";
+        ctl.exit_code = 2;
+        return;
+      }
+      auto* p = pack.add_packages();
+      p->set_weight_g(weight);
+      p->set_length_mm(l);
+      p->set_width_mm(w);
+      p->set_height_mm(h);
+    }
+    ctl.Post("/v1/packs", pack);
+  });
+
+  depot::v1::ShipRequest ship;
+  auto* sh = app.add_subcommand("ship", "hand a packed fulfilment to the carrier");
+  sh->add_option("fulfilment", *ship.mutable_fulfilment_id())->required();
+  sh->add_option("--carrier", *ship.mutable_carrier())->required();
+  sh->add_option("--tracking", *ship.mutable_tracking())->required();
+  sh->add_option("--request-id", *ship.mutable_request_id());
+  sh->callback([&] { ctl.Post("/v1/shipments", ship); });
+
+  // sell / collect SKU:QTY[:PRICE_CENTS]...
+  auto local_order = [&](depot::v1::LocalOrderKind kind, const std::vector<std::string>& items,
+                         const std::string& customer, const std::string& request_id) {
+    depot::v1::LocalOrderRequest lo;
+    lo.set_kind(kind);
+    lo.set_customer(customer);
+    lo.set_request_id(request_id);
+    for (const auto& item : items) {
+      std::vector<std::string> parts;
+      std::stringstream in(item);
+      for (std::string part; std::getline(in, part, ':');) parts.push_back(part);
+      auto* l = lo.add_lines();
+      try {
+        if (parts.size() < 2 || parts.size() > 3) throw std::invalid_argument(item);
+        l->set_sku(parts[0]);
+        l->set_quantity(std::stoll(parts[1]));
+        if (parts.size() == 3) l->set_unit_price_cents(std::stoll(parts[2]));
+      } catch (const std::exception&) {
+        std::cerr << "depotctl: '" << item << "' is not SKU:QTY[:PRICE_CENTS]\n";
+        ctl.exit_code = 2;
+        return;
+      }
+    }
+    ctl.Post("/v1/local-orders", lo);
+  };
+  std::vector<std::string> sell_items, collect_items;
+  std::string sell_customer, sell_rid, collect_customer, collect_rid;
+  auto* sell = app.add_subcommand("sell", "counter sale: the goods leave now");
+  sell->add_option("items", sell_items, "SKU:QTY[:PRICE_CENTS] ...")->required();
+  sell->add_option("--customer", sell_customer);
+  sell->add_option("--request-id", sell_rid, "idempotency key of the sale");
+  sell->callback([&] {
+    local_order(depot::v1::COUNTER_SALE, sell_items, sell_customer, sell_rid);
+  });
+  auto* collect = app.add_subcommand("collect", "click-and-collect: reserve now, hand out later");
+  collect->add_option("items", collect_items, "SKU:QTY[:PRICE_CENTS] ...")->required();
+  collect->add_option("--customer", collect_customer);
+  collect->add_option("--request-id", collect_rid);
+  collect->callback([&] {
+    local_order(depot::v1::CLICK_AND_COLLECT, collect_items, collect_customer, collect_rid);
+  });
+  depot::v1::HandOutRequest handout;
+  auto* ho = app.add_subcommand("handout", "hand a click-and-collect order to the customer");
+  ho->add_option("fulfilment", *handout.mutable_fulfilment_id())->required();
+  ho->add_option("--request-id", *handout.mutable_request_id());
+  ho->callback([&] { ctl.Post("/v1/handouts", handout); });
+
+  // central import|stock|nodes|exceptions|channels|orders|kpis: depot-central's API (--central).
   auto* central = app.add_subcommand("central", "depot-central's API (see --central)");
   central->require_subcommand(1);
   central->fallthrough();  // --central/--operator may follow the subcommand
   std::string ckind, cfile;
   auto* cimport = central->add_subcommand("import", "import master data from CSV at central");
   cimport->fallthrough();
-  cimport->add_option("kind", ckind, "skus, sites or bins")
-      ->required()->check(CLI::IsMember({"skus", "sites", "bins"}));
+  cimport->add_option("kind", ckind, "skus, sites, bins, channels or kits")
+      ->required()->check(CLI::IsMember({"skus", "sites", "bins", "channels", "kits"}));
   cimport->add_option("file", cfile, "CSV file")->required()->check(CLI::ExistingFile);
   cimport->callback([&] {
     std::ifstream in(cfile, std::ios::binary);
@@ -294,14 +479,147 @@ int main(int argc, char** argv) {
   auto* cnodes = central->add_subcommand("nodes", "registered nodes and their sync state");
   cnodes->fallthrough();
   cnodes->callback([&] { ctl.CallCentral("GET", "/v1/nodes"); });
-  std::string cnode, cexkind;
-  auto* cexc = central->add_subcommand("exceptions", "central's exception list");
+  auto* cchannels = central->add_subcommand("channels", "sales channels and kits");
+  cchannels->fallthrough();
+  cchannels->callback([&] { ctl.CallCentral("GET", "/v1/channels"); });
+
+  // central exceptions [filters] | exceptions assign ID --to NAME | exceptions resolve ID --note
+  std::string cnode, cexkind, cexorder, cexsku, cexassignee;
+  bool cexall = false;
+  auto* cexc = central->add_subcommand("exceptions", "central's exception list (open ones)");
   cexc->fallthrough();
-  cexc->add_option("--node", cnode, "only this node");
-  cexc->add_option("--kind", cexkind, "only this kind, e.g. unknown_node, restore_lost_events");
+  cexc->add_option("--node", cnode, "only this node (site)");
+  cexc->add_option("--kind", cexkind,
+                   "only this kind, e.g. short_pick, cancel_after_ship, restore_lost_events");
+  cexc->add_option("--order", cexorder, "only this order");
+  cexc->add_option("--sku", cexsku, "only this SKU");
+  cexc->add_option("--assignee", cexassignee, "only those assigned to this person");
+  cexc->add_flag("--all", cexall, "resolved ones too");
+  uint64_t cexid = 0;
+  std::string cexto, cexnote;
+  auto* cexassign = cexc->add_subcommand("assign", "assign an exception to someone");
+  cexassign->fallthrough();
+  cexassign->add_option("id", cexid, "exception id")->required();
+  cexassign->add_option("--to", cexto, "who works on it")->required();
+  cexassign->callback([&] {
+    depot::v1::ExceptionActionRequest a;
+    a.set_assignee(cexto);
+    ctl.CallCentral("POST", absl::StrCat("/v1/exceptions/", cexid, "/assign"),
+                    depot::MessageToJson(a));
+  });
+  auto* cexresolve = cexc->add_subcommand("resolve", "resolve an exception with a note");
+  cexresolve->fallthrough();
+  cexresolve->add_option("id", cexid, "exception id")->required();
+  cexresolve->add_option("--note", cexnote, "what was done")->required();
+  cexresolve->callback([&] {
+    depot::v1::ExceptionActionRequest a;
+    a.set_note(cexnote);
+    ctl.CallCentral("POST", absl::StrCat("/v1/exceptions/", cexid, "/resolve"),
+                    depot::MessageToJson(a));
+  });
   cexc->callback([&] {
+    if (cexassign->parsed() || cexresolve->parsed()) return;
     ctl.CallCentral("GET", absl::StrCat("/v1/exceptions?node_id=", Encode(cnode),
-                                        "&kind=", Encode(cexkind)));
+                                        "&kind=", Encode(cexkind), "&order_id=", Encode(cexorder),
+                                        "&sku=", Encode(cexsku), "&assignee=", Encode(cexassignee),
+                                        cexall ? "&include_resolved=true" : ""));
+  });
+
+  // central orders capture|list|show|cancel|review|deliver
+  auto* corders = central->add_subcommand("orders", "orders at central");
+  corders->require_subcommand(1);
+  corders->fallthrough();
+  std::string co_file, co_json;
+  auto* co_capture = corders->add_subcommand(
+      "capture", "capture an order (CaptureOrderRequest as JSON; same external id = same order)");
+  co_capture->fallthrough();
+  auto* co_file_opt =
+      co_capture->add_option("--file", co_file, "JSON file")->check(CLI::ExistingFile);
+  co_capture->add_option("--json", co_json, "the JSON itself")->excludes(co_file_opt);
+  co_capture->callback([&] {
+    std::string body = co_json;
+    if (!co_file.empty()) {
+      std::ifstream in(co_file, std::ios::binary);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      body = ss.str();
+    }
+    if (body.empty()) {
+      std::cerr << "depotctl: orders capture needs --file FILE or --json TEXT\n";
+      ctl.exit_code = 2;
+      return;
+    }
+    ctl.CallCentral("POST", "/v1/orders", body);
+  });
+  std::string co_status, co_channel, co_site, co_after;
+  uint32_t co_limit = 100;
+  auto* co_list = corders->add_subcommand("list", "orders, filtered and paged (no history)");
+  co_list->fallthrough();
+  co_list->add_option("--status", co_status, "e.g. shipped, backordered, ORDER_ON_HOLD");
+  co_list->add_option("--channel", co_channel);
+  co_list->add_option("--site", co_site, "orders with a fulfilment at this site");
+  co_list->add_option("--after", co_after, "page after this order id");
+  co_list->add_option("--limit", co_limit, "1..1000")->capture_default_str();
+  co_list->callback([&] {
+    ctl.CallCentral("GET", absl::StrCat("/v1/orders?status=", Encode(co_status), "&channel=",
+                                        Encode(co_channel), "&site=", Encode(co_site), "&after=",
+                                        Encode(co_after), "&limit=", co_limit));
+  });
+  std::string co_id;
+  auto* co_show = corders->add_subcommand("show", "one order with fulfilments and history");
+  co_show->fallthrough();
+  co_show->add_option("id", co_id, "order id")->required();
+  co_show->callback([&] { ctl.CallCentral("GET", "/v1/orders/" + Encode(co_id)); });
+  depot::v1::CancelOrderRequest co_cancel_req;
+  auto* co_cancel = corders->add_subcommand(
+      "cancel", "cancel: open units at once, released ones are asked of their site");
+  co_cancel->fallthrough();
+  co_cancel->add_option("id", co_id, "order id")->required();
+  co_cancel->add_option("--reason", *co_cancel_req.mutable_reason());
+  co_cancel->callback([&] {
+    ctl.CallCentral("POST", "/v1/orders/" + Encode(co_id) + "/cancel",
+                    depot::MessageToJson(co_cancel_req));
+  });
+  depot::v1::ReviewOrderRequest co_review_req;
+  bool co_approve = false, co_reject = false;
+  auto* co_review = corders->add_subcommand("review", "approve or reject an order on hold");
+  co_review->fallthrough();
+  co_review->add_option("id", co_id, "order id")->required();
+  auto* co_approve_flag = co_review->add_flag("--approve", co_approve, "release it");
+  co_review->add_flag("--reject", co_reject, "reject it")->excludes(co_approve_flag);
+  co_review->add_option("--note", *co_review_req.mutable_note());
+  co_review->callback([&] {
+    if (co_approve == co_reject) {
+      std::cerr << "depotctl: orders review needs --approve or --reject\n";
+      ctl.exit_code = 2;
+      return;
+    }
+    co_review_req.set_approve(co_approve);
+    ctl.CallCentral("POST", "/v1/orders/" + Encode(co_id) + "/review",
+                    depot::MessageToJson(co_review_req));
+  });
+  depot::v1::DeliveryRequest co_delivery_req;
+  bool co_failed = false;
+  auto* co_deliver = corders->add_subcommand("deliver", "record a carrier's delivery (or failure)");
+  co_deliver->fallthrough();
+  co_deliver->add_option("id", co_id, "order id")->required();
+  co_deliver->add_option("--fulfilment", *co_delivery_req.mutable_fulfilment_id(),
+                         "fulfilment id (may be left out when the order has one)");
+  co_deliver->add_flag("--failed", co_failed, "the delivery failed (raises failed_shipment)");
+  co_deliver->add_option("--note", *co_delivery_req.mutable_note());
+  co_deliver->callback([&] {
+    co_delivery_req.set_failed(co_failed);
+    ctl.CallCentral("POST", "/v1/orders/" + Encode(co_id) + "/delivery",
+                    depot::MessageToJson(co_delivery_req));
+  });
+  int64_t co_from_ms = 0, co_to_ms = 0;
+  auto* ckpis =
+      central->add_subcommand("kpis", "per site and channel: shipped, cycle time, fill rate");
+  ckpis->fallthrough();
+  ckpis->add_option("--from-ms", co_from_ms, "captured at or after (ms since epoch)");
+  ckpis->add_option("--to-ms", co_to_ms, "captured before (ms since epoch)");
+  ckpis->callback([&] {
+    ctl.CallCentral("GET", absl::StrCat("/v1/kpis?from_ms=", co_from_ms, "&to_ms=", co_to_ms));
   });
   app.add_subcommand("verify", "recompute balances from the movements and compare")
       ->callback([&] {

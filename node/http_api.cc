@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "common/http_json.h"
 #include "common/json.h"
+#include "common/order_state.h"
 #include "common/request_context.h"
 
 namespace depot::node {
@@ -22,22 +23,6 @@ using http::Reply;
 using http::Response;
 using http::Worker;
 
-std::string PercentDecode(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() &&
-        std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
-        std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
-      out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
-      i += 2;
-    } else {
-      out.push_back(s[i]);
-    }
-  }
-  return out;
-}
-
 absl::StatusOr<uint64_t> QueryUint(const Request& req, std::string_view name, uint64_t dflt) {
   auto v = req.Query(name);
   if (!v || v->empty()) return dflt;
@@ -46,6 +31,27 @@ absl::StatusOr<uint64_t> QueryUint(const Request& req, std::string_view name, ui
     return absl::InvalidArgumentError(absl::StrCat(std::string(name), " must be a non-negative integer"));
   }
   return out;
+}
+
+const google::protobuf::Message& FulfilmentOf(const v1::OperationResult& r) {
+  return r.fulfilment();
+}
+const google::protobuf::Message& WaveOf(const v1::OperationResult& r) { return r.wave(); }
+
+// "FULFILMENT_ACCEPTED", "ACCEPTED" or "accepted"; empty = any.
+absl::StatusOr<v1::FulfilmentStatus> ParseFulfilmentStatus(std::string_view text) {
+  if (text.empty()) return v1::FULFILMENT_STATUS_UNSPECIFIED;
+  std::string upper;
+  for (char c : text) upper.push_back(static_cast<char>(std::toupper(c)));
+  v1::FulfilmentStatus s;
+  if ((v1::FulfilmentStatus_Parse(upper, &s) ||
+       v1::FulfilmentStatus_Parse("FULFILMENT_" + upper, &s)) &&
+      s != v1::FULFILMENT_STATUS_UNSPECIFIED) {
+    return s;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown fulfilment status '", std::string(text),
+      "' (accepted, picking, picked, packed, shipped, delivered, cancelled)"));
 }
 
 }  // namespace
@@ -83,6 +89,20 @@ class NodeHttpApi::Impl {
                                            : 0);
           });
     }
+    // Fulfilments at this node by status (one indexed COUNT per scrape).
+    for (auto status : {v1::FULFILMENT_ACCEPTED, v1::FULFILMENT_PICKING, v1::FULFILMENT_PICKED,
+                        v1::FULFILMENT_PACKED, v1::FULFILMENT_SHIPPED, v1::FULFILMENT_CANCELLED}) {
+      const std::string name = orders::StatusName(status);
+      registry_->AddCallbackGauge(
+          absl::StrCat("depot_fulfilments_", name),
+          absl::StrCat("Fulfilments at this node in status ", name, "."),
+          [l = ledger_, status]() -> double {
+            auto counts = l->FulfilmentCounts();
+            if (!counts.ok()) throw std::runtime_error(std::string(counts.status().message()));
+            auto it = counts->find(status);
+            return it == counts->end() ? 0.0 : static_cast<double>(it->second);
+          });
+    }
     if (client_ != nullptr) {
       registry_->AddCallbackGauge(
           "depot_sync_connect_attempts", "Sync streams opened to central since start.",
@@ -97,9 +117,13 @@ class NodeHttpApi::Impl {
     return http::Measured(registry_, route, std::move(respond));
   }
 
+  // What a write answers: the whole OperationResult, or a part of it (fulfilment operations
+  // answer the NodeFulfilment or Wave itself).
+  using Answer = const google::protobuf::Message& (*)(const v1::OperationResult&);
+
   template <typename Msg>
   void Write(const Request& req, Responder respond,
-             void (*set)(v1::Operation*, Msg&&)) {
+             void (*set)(v1::Operation*, Msg&&), Answer answer = nullptr) {
     auto ctx = ContextFromOperatorHeader(req.Header(kOperatorHeader), req.remote);
     if (!ctx.ok()) return respond(http::ErrorResponse(ctx.status()));
     Msg msg;
@@ -107,11 +131,12 @@ class NodeHttpApi::Impl {
     v1::Operation op;
     set(&op, std::move(msg));
     committer_->Submit(std::move(*ctx), std::move(op),
-                       [client = client_,
+                       [client = client_, answer,
                         respond = std::move(respond)](absl::StatusOr<v1::OperationResult> r) {
                          if (!r.ok()) return respond(http::ErrorResponse(r.status()));
                          if (client != nullptr && !r->replayed()) client->Notify();
-                         respond(JsonOk(*r, r->replayed() ? 200 : 201));
+                         const int code = r->replayed() ? 200 : 201;
+                         respond(answer != nullptr ? JsonOk(answer(*r), code) : JsonOk(*r, code));
                        });
   }
 
@@ -215,6 +240,53 @@ void NodeHttpApi::Impl::Handle(Request&& req, Responder respond) {
            *o->mutable_consume() = std::move(x);
          });
        }},
+      // Fulfilment (node/fulfilment.h): answer the NodeFulfilment after the change.
+      {"/v1/picks",
+       [](Impl* i, const Request& q, Responder r) {
+         i->Write<v1::PickRequest>(
+             q, std::move(r),
+             [](v1::Operation* o, v1::PickRequest&& x) { *o->mutable_pick() = std::move(x); },
+             &FulfilmentOf);
+       }},
+      {"/v1/picks/short",
+       [](Impl* i, const Request& q, Responder r) {
+         i->Write<v1::ShortPickRequest>(
+             q, std::move(r),
+             [](v1::Operation* o, v1::ShortPickRequest&& x) {
+               *o->mutable_short_pick() = std::move(x);
+             },
+             &FulfilmentOf);
+       }},
+      {"/v1/packs",
+       [](Impl* i, const Request& q, Responder r) {
+         i->Write<v1::PackRequest>(
+             q, std::move(r),
+             [](v1::Operation* o, v1::PackRequest&& x) { *o->mutable_pack() = std::move(x); },
+             &FulfilmentOf);
+       }},
+      {"/v1/shipments",
+       [](Impl* i, const Request& q, Responder r) {
+         i->Write<v1::ShipRequest>(
+             q, std::move(r),
+             [](v1::Operation* o, v1::ShipRequest&& x) { *o->mutable_ship() = std::move(x); },
+             &FulfilmentOf);
+       }},
+      {"/v1/local-orders",
+       [](Impl* i, const Request& q, Responder r) {
+         i->Write<v1::LocalOrderRequest>(
+             q, std::move(r),
+             [](v1::Operation* o, v1::LocalOrderRequest&& x) {
+               *o->mutable_local_order() = std::move(x);
+             },
+             &FulfilmentOf);
+       }},
+      {"/v1/handouts",
+       [](Impl* i, const Request& q, Responder r) {
+         i->Write<v1::HandOutRequest>(
+             q, std::move(r),
+             [](v1::Operation* o, v1::HandOutRequest&& x) { *o->mutable_hand_out() = std::move(x); },
+             &FulfilmentOf);
+       }},
   };
   for (const auto& w : kWrites) {
     if (p == w.path) {
@@ -235,6 +307,44 @@ void NodeHttpApi::Impl::Handle(Request&& req, Responder respond) {
     if (m != "GET") return not_allowed(respond);
     return Reply(ledger_->ListReservations(req.Query("sku").value_or("")), respond);
   }
+  if (p == "/v1/waves") {
+    respond = Measured(p, std::move(respond));
+    if (m == "POST") {
+      return Write<v1::CreateWaveRequest>(
+          req, std::move(respond),
+          [](v1::Operation* o, v1::CreateWaveRequest&& x) { *o->mutable_wave() = std::move(x); },
+          &WaveOf);
+    }
+    if (m != "GET") return not_allowed(respond);
+    auto limit = QueryUint(req, "limit", 100);
+    if (!limit.ok()) return respond(http::ErrorResponse(limit.status()));
+    return Reply(ledger_->ListWaves(static_cast<uint32_t>(std::min<uint64_t>(*limit, 1000))),
+                 respond);
+  }
+  if (p.starts_with("/v1/waves/")) {
+    respond = Measured("/v1/waves/{id}", std::move(respond));
+    if (!route(p, {"GET"})) return not_allowed(respond);
+    return Reply(ledger_->GetWave(http::PercentDecode(p.substr(10))), respond);
+  }
+  if (p == "/v1/fulfilments") {
+    respond = Measured(p, std::move(respond));
+    if (!route(p, {"GET"})) return not_allowed(respond);
+    auto status = ParseFulfilmentStatus(req.Query("status").value_or(""));
+    if (!status.ok()) return respond(http::ErrorResponse(status.status()));
+    auto limit = QueryUint(req, "limit", 1000);
+    if (!limit.ok()) return respond(http::ErrorResponse(limit.status()));
+    if (*limit < 1 || *limit > 10000) {
+      return respond(http::ErrorResponse(absl::InvalidArgumentError("limit must be 1..10000")));
+    }
+    return Reply(ledger_->ListFulfilments(*status, req.Query("wave").value_or(""),
+                                          static_cast<uint32_t>(*limit)),
+                 respond);
+  }
+  if (p.starts_with("/v1/fulfilments/")) {
+    respond = Measured("/v1/fulfilments/{id}", std::move(respond));
+    if (!route(p, {"GET"})) return not_allowed(respond);
+    return Reply(ledger_->GetFulfilment(http::PercentDecode(p.substr(16))), respond);
+  }
   if (p == "/v1/stock") {
     respond = Measured(p, std::move(respond));
     if (!route(p, {"GET"})) return not_allowed(respond);
@@ -245,7 +355,7 @@ void NodeHttpApi::Impl::Handle(Request&& req, Responder respond) {
     respond = Measured("/v1/atp", std::move(respond));
     if (!route(p, {"GET"})) return not_allowed(respond);
     std::vector<std::string> skus;
-    if (p.size() > 8) skus.push_back(PercentDecode(std::string_view(p).substr(8)));
+    if (p.size() > 8) skus.push_back(http::PercentDecode(std::string_view(p).substr(8)));
     if (auto list = req.Query("skus")) {
       for (auto s : absl::StrSplit(*list, ',', absl::SkipEmpty())) skus.emplace_back(s);
     }
@@ -298,7 +408,7 @@ void NodeHttpApi::Impl::Handle(Request&& req, Responder respond) {
   if (p == "/v1/skus" || p.starts_with("/v1/skus/")) {
     respond = Measured("/v1/skus", std::move(respond));
     if (!route(p, {"GET"})) return not_allowed(respond);
-    if (p.size() > 9) return Reply(ledger_->GetSku(PercentDecode(p.substr(9))), respond);
+    if (p.size() > 9) return Reply(ledger_->GetSku(http::PercentDecode(p.substr(9))), respond);
     auto limit = QueryUint(req, "limit", 100);
     if (!limit.ok()) return respond(http::ErrorResponse(limit.status()));
     return Reply(ledger_->ListSkus(req.Query("after").value_or(""),
@@ -333,6 +443,13 @@ void NodeHttpApi::Impl::Handle(Request&& req, Responder respond) {
     if (!route(p, {"GET"})) return not_allowed(respond);
     v1::NodeStatus s = ledger_->Status();
     s.set_version(DEPOT_VERSION);
+    if (auto counts = ledger_->FulfilmentCounts(); counts.ok()) {
+      for (auto [status, n] : *counts) {
+        if (!orders::IsFinal(static_cast<v1::FulfilmentStatus>(status))) {
+          s.set_open_fulfilments(s.open_fulfilments() + n);
+        }
+      }
+    }
     *s.mutable_sync() = Sync();
     return respond(JsonOk(s));
   }

@@ -7,6 +7,7 @@
 #include <unordered_map>
 #include <unordered_set>
 #include <filesystem>
+#include <limits>
 
 #include <SQLiteCpp/Backup.h>
 
@@ -20,13 +21,15 @@
 #include "common/ids.h"
 #include "common/sqlite_db.h"
 #include "common/stock_rules.h"
+#include "node/fulfilment.h"
+#include "node/stmt_cache.h"
 
 namespace depot::node {
 namespace {
 
 using absl::StrCat;
 
-constexpr db::Migration kMigrations[] = {
+const db::Migration kMigrations[] = {
     {1, R"sql(
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 
@@ -73,34 +76,13 @@ CREATE TABLE requests(request_id TEXT PRIMARY KEY, op_seq INTEGER NOT NULL, rows
 -- to its ledger row (no copy); other kinds of events carry a serialized depot.v1.Event.
 CREATE TABLE outbox(seq INTEGER PRIMARY KEY, movement_seq INTEGER, payload BLOB);
 )sql"},
-};
-
-// Prepared statements kept per connection. Get() hands out a statement reset and unbound; the
-// returned guard resets it again so no read snapshot outlives its use.
-class StmtCache {
- public:
-  explicit StmtCache(SQLite::Database& db) : db_(db) {}
-  class Use {
-   public:
-    explicit Use(SQLite::Statement& s) : s_(s) {}
-    ~Use() { s_.tryReset(); }
-    SQLite::Statement* operator->() { return &s_; }
-    SQLite::Statement& operator*() { return s_; }
-
-   private:
-    SQLite::Statement& s_;
-  };
-  Use Get(const char* sql) {
-    auto& slot = map_[sql];
-    if (!slot) slot = std::make_unique<SQLite::Statement>(db_, sql);
-    slot->tryReset();
-    slot->clearBindings();
-    return Use(*slot);
-  }
-
- private:
-  SQLite::Database& db_;
-  std::unordered_map<const char*, std::unique_ptr<SQLite::Statement>> map_;
+    {2, fulfilment::kSchema},
+    {3, R"sql(
+-- The first result of a request that is not a plain stock operation (fulfilment operations),
+-- replayed as it was; GTIN lookups for scanning.
+ALTER TABLE requests ADD COLUMN result BLOB;
+CREATE INDEX skus_by_gtin ON skus(gtin);
+)sql"},
 };
 
 struct ReadConn {
@@ -108,14 +90,19 @@ struct ReadConn {
   std::unique_ptr<StmtCache> stmts;
 };
 
-uint64_t Fingerprint(const v1::Operation& op) {
+std::string DeterministicBytes(const google::protobuf::Message& m) {
   std::string bytes;
   {
     google::protobuf::io::StringOutputStream out(&bytes);
     google::protobuf::io::CodedOutputStream coded(&out);
     coded.SetSerializationDeterministic(true);
-    op.SerializeToCodedStream(&coded);
+    m.SerializeToCodedStream(&coded);
   }
+  return bytes;
+}
+
+uint64_t Fingerprint(const v1::Operation& op) {
+  const std::string bytes = DeterministicBytes(op);
   uint64_t h = 1469598103934665603ULL;  // FNV-1a
   for (unsigned char c : bytes) {
     h ^= c;
@@ -225,6 +212,11 @@ class Ledger::Impl {
   // Write side; guarded by write_mu_.
   absl::StatusOr<v1::OperationResult> ApplyOne(const RequestContext& ctx,
                                                const v1::Operation& op);
+  // One stock operation (receipt ... consume): appends its rows to *result. The rows carry
+  // request_id and join the operation already in *result (same op_seq).
+  absl::Status ApplyStock(const RequestContext& ctx, const v1::Operation& op,
+                          const std::string& request_id, v1::OperationResult* result);
+  friend class TxHandle;
   // The SKU from the write-side cache (valid until the next import).
   absl::StatusOr<const v1::Sku*> WSku(const std::string& code);
   absl::Status WBin(const std::string& code);
@@ -281,6 +273,13 @@ absl::Status Ledger::Impl::Init() {
         ins.reset();
       }
     }
+    // The staging bin picked goods wait in (node/fulfilment.h): the node's own, not master data.
+    SQLite::Statement staging(*wdb_,
+                              "INSERT INTO bins(code, zone, walk_order, version) "
+                              "VALUES (?, 'staging', ?, 0) ON CONFLICT(code) DO NOTHING");
+    staging.bind(1, kStagingBin);
+    staging.bind(2, std::numeric_limits<int64_t>::max());
+    staging.exec();
     tx.Commit();
     auto meta_u64 = [&](const char* key) -> uint64_t {
       return meta.count(key) ? std::stoull(meta[key]) : 0;
@@ -297,6 +296,7 @@ absl::Status Ledger::Impl::Init() {
       last_seq_ = last.getColumn(0).getInt64();
       hlc_.Observe(last.getColumn(1).getInt64());
     }
+    hlc_.Observe(fulfilment::LastHlc(*w_));  // fulfilment events carry no movement
     uint64_t max_outbox = wdb_->execAndGet("SELECT COALESCE(MAX(seq), 0) FROM outbox").getInt64();
     outbox_seq_ = std::max<uint64_t>(max_outbox, outbox_acked_);
   } catch (const std::exception& e) {
@@ -617,7 +617,8 @@ absl::Status Ledger::Impl::BuildReceipt(const v1::Sku& sku, const v1::ReceiptReq
 }
 
 // Chooses where consumed goods come from: named serials, a named bin (and lot), or
-// first-expiry-first-out across bins, then bin walk order.
+// first-expiry-first-out across bins, then bin walk order. Without a named bin the staging bin
+// (picked goods of orders) is never drawn from.
 absl::Status Ledger::Impl::BuildConsume(const v1::Sku& sku, const v1::ConsumeRequest& r,
                                         std::vector<v1::Movement>* rows) {
   auto base = [&](const std::string& bin, const std::string& lot, int64_t qty) {
@@ -652,6 +653,10 @@ absl::Status Ledger::Impl::BuildConsume(const v1::Sku& sku, const v1::ConsumeReq
         return absl::FailedPreconditionError(StrCat("serial '", serial, "' is in bin '",
                                                     place.first, "', not '", r.bin(), "'"));
       }
+      if (r.bin().empty() && place.first == kStagingBin) {
+        return absl::FailedPreconditionError(
+            StrCat("serial '", serial, "' is in the staging bin, picked for an order"));
+      }
       auto [it, fresh] = by_place.try_emplace(place, base(place.first, place.second, 0));
       it->second.set_quantity(it->second.quantity() + 1);
       it->second.add_serials(serial);
@@ -666,7 +671,9 @@ absl::Status Ledger::Impl::BuildConsume(const v1::Sku& sku, const v1::ConsumeReq
         "LEFT JOIN lots l ON l.sku = b.sku AND l.lot = b.lot "
         "LEFT JOIN bins n ON n.code = b.bin "
         "WHERE b.sku = ? AND b.on_hand > 0",
-        r.bin().empty() ? "" : " AND b.bin = ?", r.lot().empty() ? "" : " AND b.lot = ?",
+        // Picked goods wait in the staging bin for their order: only drawn when named.
+        r.bin().empty() ? " AND b.bin <> 'STAGING'" : " AND b.bin = ?",
+        r.lot().empty() ? "" : " AND b.lot = ?",
         " ORDER BY COALESCE(NULLIF(l.expiry, ''), '9999-99-99'), n.walk_order, b.bin, b.lot");
     SQLite::Statement q(*wdb_, sql);
     int i = 1;
@@ -690,30 +697,115 @@ absl::Status Ledger::Impl::BuildConsume(const v1::Sku& sku, const v1::ConsumeReq
   return absl::OkStatus();
 }
 
+namespace {
+
+std::string RequestIdOf(const v1::Operation& op) {
+  switch (op.op_case()) {
+    case v1::Operation::kReceipt: return op.receipt().request_id();
+    case v1::Operation::kMove: return op.move().request_id();
+    case v1::Operation::kAdjust: return op.adjust().request_id();
+    case v1::Operation::kScrap: return op.scrap().request_id();
+    case v1::Operation::kReserve: return op.reserve().request_id();
+    case v1::Operation::kRelease: return op.release().request_id();
+    case v1::Operation::kConsume: return op.consume().request_id();
+    case v1::Operation::kWave: return op.wave().request_id();
+    case v1::Operation::kPick: return op.pick().request_id();
+    case v1::Operation::kShortPick: return op.short_pick().request_id();
+    case v1::Operation::kPack: return op.pack().request_id();
+    case v1::Operation::kShip: return op.ship().request_id();
+    case v1::Operation::kLocalOrder: return op.local_order().request_id();
+    case v1::Operation::kHandOut: return op.hand_out().request_id();
+    default: return "";
+  }
+}
+
+}  // namespace
+
+// The fulfilment module's view of the open write transaction (node/fulfilment.h).
+class TxHandle final : public LedgerTx {
+ public:
+  TxHandle(Ledger::Impl* impl, const RequestContext& ctx, const std::string& request_id,
+           v1::OperationResult* result)
+      : impl_(impl), ctx_(ctx), request_id_(request_id), result_(result) {}
+
+  const RequestContext& context() const override { return ctx_; }
+  const std::string& node_id() const override { return impl_->node_id_; }
+  absl::Status Stock(const v1::Operation& op) override {
+    return impl_->ApplyStock(ctx_, op, request_id_, result_);
+  }
+  void Emit(v1::Event event) override {
+    if (event.hlc() == 0) event.set_hlc(impl_->hlc_.Now());
+    const std::string bytes = DeterministicBytes(event);
+    const uint64_t event_seq = impl_->outbox_seq_.load() + 1;
+    auto ins = impl_->w_->Get("INSERT INTO outbox(seq, payload) VALUES (?, ?)");
+    ins->bind(1, static_cast<int64_t>(event_seq));
+    ins->bind(2, bytes.data(), static_cast<int>(bytes.size()));
+    ins->exec();
+    impl_->outbox_seq_ = event_seq;
+  }
+  uint64_t Now() override { return impl_->hlc_.Now(); }
+  absl::StatusOr<v1::Sku> Sku(const std::string& code) override {
+    auto sku = impl_->WSku(code);
+    if (!sku.ok()) return sku.status();
+    return **sku;
+  }
+  absl::StatusOr<v1::Atp> Atp(const std::string& sku) override {
+    return impl_->AtpFrom(*impl_->w_, sku);
+  }
+  StmtCache& stmts() override { return *impl_->w_; }
+  absl::Status Savepoint(const std::function<absl::Status()>& f) override {
+    const uint64_t seq = impl_->last_seq_, outbox = impl_->outbox_seq_;
+    const int rows = result_->movements_size();
+    impl_->w_->Get("SAVEPOINT fulfilment")->exec();
+    absl::Status s;
+    try {
+      s = f();
+    } catch (const std::exception& e) {
+      s = db::FromException(e);
+    }
+    if (!s.ok()) {
+      impl_->w_->Get("ROLLBACK TO fulfilment")->exec();
+      impl_->last_seq_ = seq;
+      impl_->outbox_seq_ = outbox;
+      while (result_->movements_size() > rows) result_->mutable_movements()->RemoveLast();
+    }
+    impl_->w_->Get("RELEASE fulfilment")->exec();
+    return s;
+  }
+
+ private:
+  Ledger::Impl* impl_;
+  const RequestContext& ctx_;
+  const std::string& request_id_;
+  v1::OperationResult* result_;
+};
+
 absl::StatusOr<v1::OperationResult> Ledger::Impl::ApplyOne(const RequestContext& ctx,
                                                            const v1::Operation& op) {
   if (auto s = CheckCode("operator", ctx.operator_id); !s.ok()) return s;
-  std::string request_id;
-  switch (op.op_case()) {
-    case v1::Operation::kReceipt: request_id = op.receipt().request_id(); break;
-    case v1::Operation::kMove: request_id = op.move().request_id(); break;
-    case v1::Operation::kAdjust: request_id = op.adjust().request_id(); break;
-    case v1::Operation::kScrap: request_id = op.scrap().request_id(); break;
-    case v1::Operation::kReserve: request_id = op.reserve().request_id(); break;
-    case v1::Operation::kRelease: request_id = op.release().request_id(); break;
-    case v1::Operation::kConsume: request_id = op.consume().request_id(); break;
-    default: return absl::InvalidArgumentError("empty operation");
+  if (op.op_case() == v1::Operation::OP_NOT_SET) {
+    return absl::InvalidArgumentError("empty operation");
   }
+  const std::string request_id = RequestIdOf(op);
   if (auto s = CheckCode("request_id", request_id, /*required=*/false); !s.ok()) return s;
   const uint64_t fingerprint = request_id.empty() ? 0 : Fingerprint(op);
   v1::OperationResult result;
   if (!request_id.empty()) {
-    auto q = w_->Get("SELECT op_seq, rows, fingerprint FROM requests WHERE request_id = ?");
+    auto q = w_->Get(
+        "SELECT op_seq, rows, fingerprint, result FROM requests WHERE request_id = ?");
     q->bind(1, request_id);
     if (q->executeStep()) {
       if (static_cast<uint64_t>(q->getColumn(2).getInt64()) != fingerprint) {
         return absl::AlreadyExistsError(
             StrCat("request_id '", request_id, "' was already used for a different request"));
+      }
+      if (!q->isColumnNull(3)) {  // a fulfilment operation: its first result as it was
+        auto col = q->getColumn(3);
+        if (!result.ParseFromArray(col.getBlob(), col.getBytes())) {
+          return absl::DataLossError("corrupt stored request result");
+        }
+        result.set_replayed(true);
+        return result;
       }
       int64_t first = q->getColumn(0).getInt64(), rows = q->getColumn(1).getInt64();
       auto mq = w_->Get("SELECT seq, op_seq, hlc, type, sku, bin, to_bin, lot, expiry, quantity, "
@@ -723,12 +815,50 @@ absl::StatusOr<v1::OperationResult> Ledger::Impl::ApplyOne(const RequestContext&
       mq->bind(2, first + rows);
       while (mq->executeStep()) ReadMovement(*mq, result.add_movements());
       result.set_replayed(true);
-      auto atp = AtpFrom(*w_, result.movements(0).sku());
-      if (atp.ok()) *result.mutable_atp() = *atp;
+      if (result.movements_size() > 0) {
+        auto atp = AtpFrom(*w_, result.movements(0).sku());
+        if (atp.ok()) *result.mutable_atp() = *atp;
+      }
       return result;
     }
   }
 
+  if (fulfilment::IsFulfilmentOp(op)) {
+    TxHandle tx(this, ctx, request_id, &result);
+    if (auto s = fulfilment::Apply(tx, op, &result); !s.ok()) return s;
+    result.clear_atp();  // several SKUs: the fulfilment is the answer
+    if (!request_id.empty()) {
+      const std::string bytes = DeterministicBytes(result);
+      auto ins = w_->Get(
+          "INSERT INTO requests(request_id, op_seq, rows, fingerprint, result) "
+          "VALUES (?, ?, ?, ?, ?)");
+      ins->bind(1, request_id);
+      ins->bind(2, static_cast<int64_t>(
+                       result.movements_size() > 0 ? result.movements(0).seq() : 0));
+      ins->bind(3, static_cast<int64_t>(result.movements_size()));
+      ins->bind(4, static_cast<int64_t>(fingerprint));
+      ins->bind(5, bytes.data(), static_cast<int>(bytes.size()));
+      ins->exec();
+    }
+    return result;
+  }
+
+  if (auto s = ApplyStock(ctx, op, request_id, &result); !s.ok()) return s;
+  if (!request_id.empty()) {
+    auto ins = w_->Get(
+        "INSERT INTO requests(request_id, op_seq, rows, fingerprint) VALUES (?, ?, ?, ?)");
+    ins->bind(1, request_id);
+    ins->bind(2, static_cast<int64_t>(result.movements(0).seq()));
+    ins->bind(3, static_cast<int64_t>(result.movements_size()));
+    ins->bind(4, static_cast<int64_t>(fingerprint));
+    ins->exec();
+  }
+  return result;
+}
+
+absl::Status Ledger::Impl::ApplyStock(const RequestContext& ctx, const v1::Operation& op,
+                                      const std::string& request_id,
+                                      v1::OperationResult* result) {
   std::string sku_code;
   switch (op.op_case()) {
     case v1::Operation::kReceipt: sku_code = op.receipt().sku(); break;
@@ -738,7 +868,7 @@ absl::StatusOr<v1::OperationResult> Ledger::Impl::ApplyOne(const RequestContext&
     case v1::Operation::kReserve: sku_code = op.reserve().sku(); break;
     case v1::Operation::kRelease: sku_code = op.release().sku(); break;
     case v1::Operation::kConsume: sku_code = op.consume().sku(); break;
-    default: break;
+    default: return absl::InvalidArgumentError("not a stock operation");
   }
   auto sku_or = WSku(sku_code);
   if (!sku_or.ok()) return sku_or.status();
@@ -866,7 +996,9 @@ absl::StatusOr<v1::OperationResult> Ledger::Impl::ApplyOne(const RequestContext&
       return absl::InvalidArgumentError("empty operation");
   }
 
-  uint64_t op_seq = 0;
+  // Rows of one operation share the seq of its first row (also across the stock operations of
+  // one fulfilment operation).
+  uint64_t op_seq = result->movements_size() > 0 ? result->movements(0).seq() : 0;
   for (auto& row : rows) {
     if (!row.lot().empty() && row.expiry().empty()) {  // every row carries its lot's expiry
       auto expiry = ResolveLot(sku, row.lot(), "", /*may_create=*/false);
@@ -877,24 +1009,15 @@ absl::StatusOr<v1::OperationResult> Ledger::Impl::ApplyOne(const RequestContext&
     row.set_operator_id(ctx.operator_id);
     row.set_request_id(request_id);
     row.set_op_seq(op_seq);
-    if (auto s = AppendRow(sku, std::move(row), &result); !s.ok()) return s;
-    op_seq = result.movements(0).seq();
+    if (auto s = AppendRow(sku, std::move(row), result); !s.ok()) return s;
+    op_seq = result->movements(0).seq();
   }
-  if (!request_id.empty()) {
-    auto ins = w_->Get(
-        "INSERT INTO requests(request_id, op_seq, rows, fingerprint) VALUES (?, ?, ?, ?)");
-    ins->bind(1, request_id);
-    ins->bind(2, static_cast<int64_t>(op_seq));
-    ins->bind(3, static_cast<int64_t>(rows.size()));
-    ins->bind(4, static_cast<int64_t>(fingerprint));
-    ins->exec();
-  }
-  if (!result.has_atp()) {  // a move changes no total: read it
+  if (!result->has_atp() || result->atp().sku() != sku.code()) {  // a move changes no total
     auto atp = AtpFrom(*w_, sku.code());
     if (!atp.ok()) return atp.status();
-    *result.mutable_atp() = *atp;
+    *result->mutable_atp() = *atp;
   }
-  return result;
+  return absl::OkStatus();
 }
 
 std::vector<absl::StatusOr<v1::OperationResult>> Ledger::Impl::ApplyBatch(
@@ -1135,6 +1258,16 @@ absl::StatusOr<v1::VerifyResponse> Ledger::Impl::Verify(ReadConn& c) const {
     for (auto& [k, v] : stored) diff("reservation", StrCat(k.first, "/", k.second), v, 0);
   }
   {
+    // Every fulfilment's lines account for exactly its open reservation.
+    auto lines = fulfilment::LineReservations(*c.stmts);
+    if (!lines.ok()) return lines.status();
+    for (auto& [k, v] : *lines) {
+      auto it = reservations.find(k);
+      diff("fulfilment_reserved", StrCat(k.first, "/", k.second), v,
+           it == reservations.end() ? 0 : it->second);
+    }
+  }
+  {
     std::map<Key2, std::pair<std::string, std::string>> stored;
     SQLite::Statement q(*c.db, "SELECT sku, serial, bin, lot FROM serials");
     while (q.executeStep()) {
@@ -1179,12 +1312,33 @@ absl::Status Ledger::Impl::TrimOutbox(uint64_t acked) {
 absl::StatusOr<uint64_t> Ledger::Impl::ApplyFeed(const std::vector<v1::FeedEntry>& entries) {
   std::lock_guard<std::mutex> lock(write_mu_);
   uint64_t mark = feed_mark_;
+  const uint64_t seq0 = last_seq_, outbox0 = outbox_seq_;
+  static const RequestContext kCentral{"central", "feed"};
+  static const std::string kNoRequest;
+  auto fail = [&](absl::Status s) {
+    last_seq_ = seq0;
+    outbox_seq_ = outbox0;
+    sku_cache_.clear();
+    bin_cache_.clear();
+    return s;
+  };
   try {
     db::WriteTransaction tx(*wdb_);
     for (const v1::FeedEntry& e : entries) {
       if (e.seq() <= mark) continue;      // duplicate
       if (e.seq() != mark + 1) break;     // gap: wait for the missing entry
       switch (e.body_case()) {
+        case v1::FeedEntry::kRelease:
+        case v1::FeedEntry::kCancel: {
+          // Orders for this site: the node decides, in this transaction (node/fulfilment.h).
+          v1::OperationResult rows;
+          TxHandle handle(this, kCentral, kNoRequest, &rows);
+          absl::Status s = e.body_case() == v1::FeedEntry::kRelease
+                               ? fulfilment::ApplyRelease(handle, e.release())
+                               : fulfilment::ApplyCancel(handle, e.cancel());
+          if (!s.ok()) return fail(s);  // storage trouble: the transaction rolls back
+          break;
+        }
         case v1::FeedEntry::kSku: {
           const v1::Sku& k = e.sku();
           auto up = w_->Get(
@@ -1206,6 +1360,7 @@ absl::StatusOr<uint64_t> Ledger::Impl::ApplyFeed(const std::vector<v1::FeedEntry
           up->bind(8, k.safety_stock());
           up->bind(9, static_cast<int64_t>(k.version()));
           up->exec();
+          sku_cache_.erase(k.code());  // a release later in this batch sees the new row
           break;
         }
         case v1::FeedEntry::kBin: {
@@ -1240,9 +1395,7 @@ absl::StatusOr<uint64_t> Ledger::Impl::ApplyFeed(const std::vector<v1::FeedEntry
     }
     tx.Commit();
   } catch (const std::exception& e) {
-    sku_cache_.clear();
-    bin_cache_.clear();
-    return db::FromException(e);
+    return fail(db::FromException(e));
   }
   if (mark != feed_mark_) {
     feed_mark_ = mark;
@@ -1313,7 +1466,8 @@ absl::StatusOr<v1::SkusResponse> Ledger::ListSkus(const std::string& after,
 absl::StatusOr<v1::BinsResponse> Ledger::ListBins() const {
   return impl_->Read([&](ReadConn& c) -> absl::StatusOr<v1::BinsResponse> {
     auto q = c.stmts->Get(
-        "SELECT code, zone, walk_order, version FROM bins ORDER BY walk_order, code");
+        "SELECT code, zone, walk_order, version FROM bins WHERE code <> 'STAGING' "
+        "ORDER BY walk_order, code");
     v1::BinsResponse out;
     while (q->executeStep()) {
       auto* b = out.add_bins();
@@ -1417,6 +1571,30 @@ absl::StatusOr<v1::ReservationsResponse> Ledger::ListReservations(const std::str
     }
     return out;
   });
+}
+
+absl::StatusOr<v1::FulfilmentsResponse> Ledger::ListFulfilments(v1::FulfilmentStatus status,
+                                                                  const std::string& wave_id,
+                                                                  uint32_t limit) const {
+  return impl_->Read([&](ReadConn& c) {
+    return fulfilment::List(*c.stmts, {.status = status, .wave_id = wave_id, .limit = limit});
+  });
+}
+
+absl::StatusOr<v1::NodeFulfilment> Ledger::GetFulfilment(const std::string& id) const {
+  return impl_->Read([&](ReadConn& c) { return fulfilment::Get(*c.stmts, id); });
+}
+
+absl::StatusOr<v1::WavesResponse> Ledger::ListWaves(uint32_t limit) const {
+  return impl_->Read([&](ReadConn& c) { return fulfilment::ListWaves(*c.stmts, limit); });
+}
+
+absl::StatusOr<v1::Wave> Ledger::GetWave(const std::string& id) const {
+  return impl_->Read([&](ReadConn& c) { return fulfilment::GetWave(*c.stmts, id); });
+}
+
+absl::StatusOr<std::map<int, int64_t>> Ledger::FulfilmentCounts() const {
+  return impl_->Read([&](ReadConn& c) { return fulfilment::CountByStatus(*c.stmts); });
 }
 
 absl::StatusOr<v1::VerifyResponse> Ledger::Verify() const {

@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -82,8 +83,21 @@ class Ledger {
   absl::StatusOr<v1::MovementsResponse> ListMovements(const MovementFilter& filter) const;
   absl::StatusOr<v1::ReservationsResponse> ListReservations(const std::string& sku) const;
 
+  // Order fulfilment at this node (node/fulfilment.h). Writes are the fulfilment members of
+  // v1::Operation (Apply/ApplyBatch) and FeedEntry.release/.cancel (ApplyFeed); these are reads.
+  // Lists are newest first; limit 1..10000.
+  absl::StatusOr<v1::FulfilmentsResponse> ListFulfilments(v1::FulfilmentStatus status,
+                                                          const std::string& wave_id,
+                                                          uint32_t limit = 1000) const;
+  absl::StatusOr<v1::NodeFulfilment> GetFulfilment(const std::string& fulfilment_id) const;
+  absl::StatusOr<v1::WavesResponse> ListWaves(uint32_t limit = 100) const;  // without tasks
+  absl::StatusOr<v1::Wave> GetWave(const std::string& wave_id) const;       // with its tasks
+  // Fulfilments per status (v1::FulfilmentStatus as int).
+  absl::StatusOr<std::map<int, int64_t>> FulfilmentCounts() const;
+
   // Recomputes balances, totals, reservations and serials from the movements (in one read
-  // snapshot) and reports every difference from the stored ones.
+  // snapshot) and reports every difference from the stored ones, and checks that every
+  // fulfilment's lines account for its open reservation ("fulfilment_reserved").
   absl::StatusOr<v1::VerifyResponse> Verify() const;
 
   v1::NodeStatus Status() const;
@@ -115,9 +129,10 @@ class Ledger {
   // the last accepted epoch, so restoring twice while offline still connects.
   absl::Status ConfirmEpoch();
 
-  // Central's feed of master data. Entries with seq <= FeedMark() are duplicates and skipped; a
-  // gap stops application; the rest are applied in one transaction with the new mark, newer
-  // versions winning. Once anything was applied the node is central-managed and CSV imports are
+  // Central's feed of master data and orders. Entries with seq <= FeedMark() are duplicates and
+  // skipped; a gap stops application; the rest are applied in one transaction with the new
+  // mark, newer versions winning. Releases and cancel requests are decided by the node
+  // (node/fulfilment.h) in the same transaction, writing their movements and events. Once anything was applied the node is central-managed and CSV imports are
   // refused (FailedPrecondition). Returns the new mark.
   absl::StatusOr<uint64_t> ApplyFeed(const std::vector<v1::FeedEntry>& entries);
   uint64_t FeedMark() const;

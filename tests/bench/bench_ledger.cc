@@ -18,6 +18,7 @@
 
 #include "common/sqlite_db.h"
 #include "node/ledger.h"
+#include "tests/bench/bench_util.h"
 
 using namespace depot;
 using Steady = std::chrono::steady_clock;
@@ -26,45 +27,6 @@ namespace {
 
 double Seconds(Steady::time_point since) {
   return std::chrono::duration<double>(Steady::now() - since).count();
-}
-
-// Raw SQLite: one INSERT per durable transaction, for `seconds`.
-double RawSingleCommits(const std::string& path, double seconds) {
-  auto db = db::Open({.path = path, .durable = true});
-  (*db)->exec("CREATE TABLE t(id INTEGER PRIMARY KEY, sku TEXT, qty INTEGER)");
-  SQLite::Statement ins(**db, "INSERT INTO t(sku, qty) VALUES (?, ?)");
-  auto start = Steady::now();
-  int64_t n = 0;
-  while (Seconds(start) < seconds) {
-    SQLite::Transaction tx(**db);
-    ins.bind(1, "SKU-1");
-    ins.bind(2, n);
-    ins.exec();
-    ins.reset();
-    tx.commit();
-    ++n;
-  }
-  return n / Seconds(start);
-}
-
-// Raw SQLite: batches of 1000 INSERTs per durable transaction.
-double RawBatchedRows(const std::string& path, double seconds) {
-  auto db = db::Open({.path = path, .durable = true});
-  (*db)->exec("CREATE TABLE t(id INTEGER PRIMARY KEY, sku TEXT, qty INTEGER)");
-  SQLite::Statement ins(**db, "INSERT INTO t(sku, qty) VALUES (?, ?)");
-  auto start = Steady::now();
-  int64_t n = 0;
-  while (Seconds(start) < seconds) {
-    SQLite::Transaction tx(**db);
-    for (int i = 0; i < 1000; ++i, ++n) {
-      ins.bind(1, "SKU-1");
-      ins.bind(2, n);
-      ins.exec();
-      ins.reset();
-    }
-    tx.commit();
-  }
-  return n / Seconds(start);
 }
 
 v1::Operation Receipt(const std::string& sku, const std::string& bin, int64_t qty) {
@@ -126,9 +88,9 @@ int main(int argc, char** argv) {
   std::printf("bench_ledger: dir %s, %.1f s per measurement\n\n", dir.c_str(), seconds);
   std::printf("%-52s %14s %-10s %s\n", "what", "value", "unit", "baseline / target");
 
-  const double raw_single = RawSingleCommits(dir + "/raw1.db", seconds);
+  const double raw_single = bench::RawSingleCommits(dir + "/raw1.db", seconds);
   Row("raw SQLite single-row durable commit", raw_single, "commits/s", "(baseline)");
-  const double raw_batch = RawBatchedRows(dir + "/raw2.db", seconds);
+  const double raw_batch = bench::RawBatchedRows(dir + "/raw2.db", seconds);
   Row("raw SQLite batched insert (1000/txn)", raw_batch, "rows/s", "(baseline)");
 
   auto ledger = node::Ledger::Open({.path = dir + "/ledger.db", .node_id = "bench"});

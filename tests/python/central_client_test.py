@@ -22,7 +22,8 @@ import grpc
 
 def generate_stubs(proto_dir, out_dir):
     protos = [os.path.join("depot", "v1", p) for p in
-              ("master.proto", "ledger.proto", "node_api.proto", "sync.proto", "central.proto")]
+              ("master.proto", "orders.proto", "ledger.proto", "node_api.proto", "sync.proto",
+               "central.proto")]
     cmd = ["protoc", f"-I{proto_dir}", f"--python_out={out_dir}", f"--grpc_python_out={out_dir}",
            "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin"] + protos
     subprocess.run(cmd, check=True, cwd=proto_dir)

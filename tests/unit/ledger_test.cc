@@ -10,6 +10,7 @@
 #include "common/clock.h"
 #include "node/group_commit.h"
 #include "node/ledger.h"
+#include "tests/unit/ledger_fixture.h"
 
 using namespace depot;
 using node::Ledger;
@@ -25,29 +26,9 @@ constexpr const char* kSkus =
     "NEG,,Cable by the metre,m,none,false,true,0\n";
 constexpr const char* kBins = "code,zone,walk_order\nA1,A,1\nA2,A,2\nB1,B,3\n";
 
-struct Fixture {
-  std::string dir;
-  std::unique_ptr<Ledger> ledger;
-  RequestContext ctx{"alice", "test"};
-  ManualClock clock;
+struct Fixture : testing::LedgerFixture {
 
-  Fixture() {
-    char tmpl[] = "/tmp/depot-ledger-XXXXXX";
-    dir = mkdtemp(tmpl);
-    Reopen();
-    REQUIRE(ledger->ImportSkus(kSkus).ok());
-    REQUIRE(ledger->ImportBins(kBins).ok());
-  }
-  ~Fixture() {
-    ledger.reset();
-    std::filesystem::remove_all(dir);
-  }
-  void Reopen() {
-    ledger.reset();
-    auto l = Ledger::Open({.path = dir + "/node.db", .node_id = "n1", .clock = &clock});
-    REQUIRE(l.ok());
-    ledger = std::move(*l);
-  }
+  Fixture() : LedgerFixture("depot-ledger-", kSkus, kBins, "alice") {}
   absl::StatusOr<v1::OperationResult> Receive(const std::string& sku, const std::string& bin,
                                               int64_t qty, const std::string& lot = "",
                                               const std::string& expiry = "",

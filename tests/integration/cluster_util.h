@@ -1,0 +1,246 @@
+// Helpers for integration tests that run a cluster of real processes (depot-central and
+// depot-nodes) and drive them over HTTP and depotctl. Header-only (inline): used by several test
+// files of the one integration_tests binary. Main-thread helpers REQUIRE on failure.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <catch2/catch.hpp>
+#include <google/protobuf/struct.pb.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/http_client.h"
+#include "common/json.h"
+#include "depot/v1/central.pb.h"
+#include "depot/v1/node_api.pb.h"
+#include "tests/integration/integration_util.h"
+#include "tests/support/central_support.h"
+#include "tests/support/test_support.h"
+
+namespace depot::testing {
+
+using std::chrono::milliseconds;
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr auto kConvergeTimeout = std::chrono::seconds(20);
+constexpr const char* kOperator = "tester";
+inline const std::vector<std::string> kSkus = {sample::kPlain, sample::kLot, sample::kSerial,
+                                        sample::kNegative, sample::kSafety};
+
+
+// Polls f every 50 ms until it returns true or timeout passes; returns f's last answer.
+inline bool Eventually(const std::function<bool()>& f, std::chrono::milliseconds timeout) {
+  const auto deadline = SteadyClock::now() + timeout;
+  for (;;) {
+    if (f()) return true;
+    if (SteadyClock::now() >= deadline) return false;
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+}
+
+// A curl client for one server. Not thread-safe (one per thread).
+class Http {
+ public:
+  explicit Http(std::string base) : base_(std::move(base)), client_(http::NewCurlClient(milliseconds(10000))) {}
+
+  absl::StatusOr<http::ClientResponse> TrySend(std::string_view method, const std::string& path,
+                                               const std::string& body = "") {
+    return client_->Send(method, base_ + path, body, {{"X-Depot-Operator", kOperator}});
+  }
+  // The transport must work (main thread only: it REQUIREs).
+  http::ClientResponse Send(std::string_view method, const std::string& path,
+                            const std::string& body = "") {
+    auto r = TrySend(method, path, body);
+    INFO(method << " " << base_ << path << ": " << r.status().ToString());
+    REQUIRE(r.ok());
+    return *r;
+  }
+  template <typename M>
+  M GetOk(const std::string& path) {
+    auto r = Send("GET", path);
+    INFO("GET " << base_ << path << " -> " << r.status << " " << r.body);
+    REQUIRE(r.status == 200);
+    return Parse<M>(r.body);
+  }
+  void WriteOk(const std::string& path, const google::protobuf::Message& request) {
+    auto r = Send("POST", path, MessageToJson(request));
+    INFO("POST " << base_ << path << " " << MessageToJson(request) << " -> " << r.status << " "
+                 << r.body);
+    REQUIRE(r.status == 201);
+  }
+  const std::string& base() const { return base_; }
+
+ private:
+  std::string base_;
+  std::unique_ptr<http::Client> client_;
+};
+
+inline v1::ReceiptRequest Receipt(const std::string& sku, const std::string& bin, int64_t qty,
+                           const std::string& request_id = "") {
+  v1::ReceiptRequest r;
+  r.set_sku(sku);
+  r.set_bin(bin);
+  r.set_quantity(qty);
+  r.set_request_id(request_id);
+  return r;
+}
+inline v1::ReserveRequest Reserve(const std::string& sku, const std::string& ref, int64_t qty) {
+  v1::ReserveRequest r;
+  r.set_sku(sku);
+  r.set_reference(ref);
+  r.set_quantity(qty);
+  return r;
+}
+
+// Runs depotctl against central and REQUIREs exit 0; returns stdout.
+inline std::string CtlCentral(const CentralProcess& central, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {kCtlBin, "--operator", kOperator, "--central", central.url()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  ProcessResult r = RunProcess(argv);
+  INFO("depotctl " << absl::StrJoin(args, " ") << " -> " << r.exit_code << "\nstdout: " << r.out
+                   << "\nstderr: " << r.err);
+  REQUIRE(r.exit_code == 0);
+  return r.out;
+}
+
+// The node's GET /v1/sync answer (a plain JSON object).
+inline google::protobuf::Struct SyncState(Http& node) {
+  return Parse<google::protobuf::Struct>(node.Send("GET", "/v1/sync").body);
+}
+inline std::string Field(const google::protobuf::Struct& s, const std::string& name) {
+  auto it = s.fields().find(name);
+  if (it == s.fields().end()) return "";
+  if (it->second.has_bool_value()) return it->second.bool_value() ? "true" : "false";
+  return it->second.string_value();
+}
+
+// Imports sites (one per node id), the sample SKUs and three bins per site at central through
+// depotctl, from CSV files in dir.
+inline void ImportMasterData(const CentralProcess& central, const std::string& dir,
+                      const std::vector<std::string>& sites) {
+  std::string sites_csv = "id,name,kind,region\n";
+  std::string bins_csv = "site,code,zone,walk_order\n";
+  for (const auto& s : sites) {
+    absl::StrAppend(&sites_csv, s, ",Site ", s, ",store,north\n");
+    absl::StrAppend(&bins_csv, s, ",", sample::kBinA1, ",A,10\n", s, ",", sample::kBinA2,
+                    ",A,20\n", s, ",", sample::kBinB1, ",B,30\n");
+  }
+  REQUIRE(WriteFile(dir + "/sites.csv", sites_csv).ok());
+  REQUIRE(WriteFile(dir + "/skus.csv", sample::SkusCsv()).ok());
+  REQUIRE(WriteFile(dir + "/bins.csv", bins_csv).ok());
+  auto rows = [](const std::string& out) { return Parse<v1::ImportResult>(out).rows(); };
+  CHECK(rows(CtlCentral(central, {"central", "import", "sites", dir + "/sites.csv"})) ==
+        static_cast<int64_t>(sites.size()));
+  CHECK(rows(CtlCentral(central, {"central", "import", "skus", dir + "/skus.csv"})) == 5);
+  CHECK(rows(CtlCentral(central, {"central", "import", "bins", dir + "/bins.csv"})) ==
+        static_cast<int64_t>(3 * sites.size()));
+}
+
+inline std::unique_ptr<CentralProcess> StartCentral(const std::string& dir) {
+  auto central = std::make_unique<CentralProcess>(dir + "/central.db");
+  absl::Status s = central->Start();
+  INFO(s.ToString());
+  REQUIRE(s.ok());
+  return central;
+}
+
+inline std::unique_ptr<NodeProcess> StartNode(const std::string& dir, const std::string& id,
+                                       const CentralProcess& central,
+                                       std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"--central", central.grpc_address()};
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto node = std::make_unique<NodeProcess>(dir + "/" + id + ".db", id, std::move(args));
+  absl::Status s = node->Start();
+  INFO(s.ToString());
+  REQUIRE(s.ok());
+  return node;
+}
+
+// Waits until the node has central's master data: the five sample SKUs and its three bins.
+inline void WaitForMasterData(Http& node) {
+  bool ok = Eventually(
+      [&] {
+        auto skus = node.GetOk<v1::SkusResponse>("/v1/skus?limit=1000");
+        auto bins = node.GetOk<v1::BinsResponse>("/v1/bins");
+        return skus.skus_size() == 5 && bins.bins_size() == 3;
+      },
+      kConvergeTimeout);
+  INFO("node " << node.base() << " skus: " << node.Send("GET", "/v1/skus").body);
+  REQUIRE(ok);
+}
+
+// Compares central's mirror of `site` with the node's own ATP for every sample SKU and checks
+// the node has nothing left to send. Returns "" when they agree, else what differs.
+inline std::string Difference(Http& central, Http& node, const std::string& site) {
+  std::string diff;
+  for (const auto& sku : kSkus) {
+    auto atp = node.GetOk<v1::AtpResponse>("/v1/atp/" + sku);
+    REQUIRE(atp.items_size() == 1);
+    const v1::Atp& a = atp.items(0);
+    auto stock =
+        central.GetOk<v1::NetworkStockResponse>(absl::StrCat("/v1/stock?sku=", sku, "&site=", site));
+    // Central may list nothing for a SKU the site never moved: that is zero on hand and reserved.
+    v1::SiteSkuStock mirror;
+    mirror.set_available(a.on_hand() == 0 && a.reserved() == 0 ? a.available() : 0);
+    for (const auto& item : stock.items()) {
+      if (item.site() == site && item.sku() == sku) mirror = item;
+    }
+    if (mirror.on_hand() != a.on_hand() || mirror.reserved() != a.reserved() ||
+        mirror.available() != a.available()) {
+      absl::StrAppend(&diff, site, "/", sku, ": node on_hand ", a.on_hand(), " reserved ",
+                      a.reserved(), " available ", a.available(), " vs central on_hand ",
+                      mirror.on_hand(), " reserved ", mirror.reserved(), " available ",
+                      mirror.available(), "; ");
+    }
+  }
+  auto sync = SyncState(node);
+  if (Field(sync, "outbox_depth") != "0" || Field(sync, "connected") != "true") {
+    absl::StrAppend(&diff, site, " sync: ", MessageToJson(sync));
+  }
+  return diff;
+}
+
+inline void RequireConverged(Http& central, Http& node, const std::string& site) {
+  std::string diff;
+  bool ok = Eventually(
+      [&] {
+        diff = Difference(central, node, site);
+        return diff.empty();
+      },
+      kConvergeTimeout);
+  INFO("not converged: " << diff);
+  REQUIRE(ok);
+}
+
+inline int64_t NodeOnHand(Http& node, const std::string& sku) {
+  auto atp = node.GetOk<v1::AtpResponse>("/v1/atp/" + sku);
+  REQUIRE(atp.items_size() == 1);
+  return atp.items(0).on_hand();
+}
+
+inline int64_t CentralOnHand(Http& central, const std::string& sku, const std::string& site) {
+  auto stock = central.GetOk<v1::NetworkStockResponse>(
+      absl::StrCat("/v1/stock?sku=", sku, "&site=", site));
+  int64_t n = 0;
+  for (const auto& item : stock.items()) {
+    if (item.site() == site && item.sku() == sku) n += item.on_hand();
+  }
+  return n;
+}
+
+inline v1::NodeInfo FindNode(const v1::ListNodesResponse& nodes, const std::string& id) {
+  for (const auto& n : nodes.nodes()) {
+    if (n.node_id() == id) return n;
+  }
+  FAIL("central does not list node " << id << ": " << MessageToJson(nodes));
+  return {};
+}
+
+}  // namespace depot::testing

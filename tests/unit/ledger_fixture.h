@@ -1,0 +1,46 @@
+// A node::Ledger on a real SQLite file in a fresh temporary directory, with master data from CSV
+// and a manual clock; removed when the test case ends. Shared by the ledger and fulfilment tests.
+#pragma once
+
+#include <stdlib.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "common/clock.h"
+#include "common/request_context.h"
+#include "node/ledger.h"
+
+namespace depot::testing {
+
+struct LedgerFixture {
+  std::string dir;
+  std::unique_ptr<node::Ledger> ledger;
+  RequestContext ctx;
+  ManualClock clock;
+
+  LedgerFixture(const std::string& prefix, const char* skus_csv, const char* bins_csv,
+                const std::string& operator_id)
+      : ctx{operator_id, "test"} {
+    std::string tmpl = "/tmp/" + prefix + "XXXXXX";
+    dir = mkdtemp(tmpl.data());
+    Reopen();
+    REQUIRE(ledger->ImportSkus(skus_csv).ok());
+    REQUIRE(ledger->ImportBins(bins_csv).ok());
+  }
+  ~LedgerFixture() {
+    ledger.reset();
+    std::filesystem::remove_all(dir);
+  }
+  // Closes and reopens the same database (a restart).
+  void Reopen() {
+    ledger.reset();
+    auto l = node::Ledger::Open({.path = dir + "/node.db", .node_id = "n1", .clock = &clock});
+    REQUIRE(l.ok());
+    ledger = std::move(*l);
+  }
+};
+
+}  // namespace depot::testing
