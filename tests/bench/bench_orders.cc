@@ -223,6 +223,7 @@ int Main(int argc, char** argv) {
   std::atomic<int> next_order{0};
   std::atomic<int64_t> shipped_at_nodes{0};
   std::atomic<bool> stop{false};
+  std::atomic<uint64_t> waves{0}, empty_waves{0};
   const double cpu0[3] = {bench::ProcessCpuSeconds(central.pid()),
                           bench::ProcessCpuSeconds(nodes[0]->pid()),
                           bench::ProcessCpuSeconds(nodes[1]->pid())};
@@ -269,10 +270,12 @@ int Main(int argc, char** argv) {
         while (!stop) {
           std::string answer;
           int status = h.Send("POST", "/v1/waves", wave_body, &answer, nullptr);
-          if (status == 409) {  // nothing released right now
-            std::this_thread::sleep_for(std::chrono::milliseconds(2));
+          if (status == 409) {  // nothing released right now: look again a little later
+            ++empty_waves;
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
             continue;
           }
+          ++waves;
           if (status / 100 != 2) {
             wave.Fail(absl::StrCat("wave -> ", status, " ", answer));
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -321,7 +324,7 @@ int Main(int argc, char** argv) {
   auto last_progress = Steady::now();
   double capture_done_s = 0;
   for (;;) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));  // KPIs scan every order
     shipped = ShippedAtCentral(c);
     if (capture_done_s == 0 && next_order >= o.orders) capture_done_s = Since(t0);
     if (shipped >= o.orders) break;
@@ -351,6 +354,8 @@ int Main(int argc, char** argv) {
   Row("captures / s", absl::StrFormat("%.0f", o.orders / capture_done_s),
       absl::StrCat(o.capture_threads, " capture clients"));
   StepRow("capture", capture);
+  Row("waves (and empty wave requests)", absl::StrCat(waves.load(), " (", empty_waves.load(), ")"),
+      absl::StrCat(o.node_threads, " workers per node, at most 50 orders a wave"));
   StepRow("pick", pick);
   StepRow("pack+ship", ship);
   for (const auto& row : kpis.by_channel()) {
