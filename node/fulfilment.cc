@@ -835,7 +835,7 @@ absl::StatusOr<Record> LocalOrder(LedgerTx& tx, const v1::LocalOrderRequest& req
         "INSERT INTO meta(key, value) VALUES ('local_orders', '1') ON CONFLICT(key) DO UPDATE "
         "SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT) RETURNING value");
     q->executeStep();
-    id = StrCat(tx.node_id(), "-L", q->getColumn(0).getString());
+    id = StrCat(tx.LocalIdPrefix(), q->getColumn(0).getString());
     while (q->executeStep()) {
     }
     if (!Exists(tx.stmts(), id)) break;

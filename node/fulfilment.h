@@ -43,6 +43,9 @@ class LedgerTx {
   virtual ~LedgerTx() = default;
   virtual const RequestContext& context() const = 0;
   virtual const std::string& node_id() const = 0;
+  // Prefix of local order ids ("<node>-L", plus the epoch after a restore from backup, so a
+  // rewound counter never issues an id central already has).
+  virtual std::string LocalIdPrefix() const = 0;
   // One stock operation (receipt, move, reserve, release, consume, ...) through the ledger's own
   // code path: validation, balances, reservations, serials, movements and their outbox events.
   // Its rows join the current operation (one op_seq, the outer request_id).

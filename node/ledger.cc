@@ -204,7 +204,8 @@ class Ledger::Impl {
   std::atomic<uint64_t> noted_acked_{0};  // acknowledged, maybe not trimmed yet
   std::atomic<bool> central_managed_{false};
   uint64_t previous_epoch_ = 0, previous_last_seq_ = 0;
-  std::string epoch_chain_;  // "epoch:seq,epoch:seq" newest first
+  std::string epoch_chain_;
+  std::string local_id_prefix_;  // "<node>-L", or "<node>-<mark>-L" in a restored database  // "epoch:seq,epoch:seq" newest first
   std::atomic<bool> epoch_confirmed_{false};
 
  private:
@@ -214,6 +215,7 @@ class Ledger::Impl {
                                                const v1::Operation& op);
   // One stock operation (receipt ... consume): appends its rows to *result. The rows carry
   // request_id and join the operation already in *result (same op_seq).
+  absl::Status CheckNotOrderOwned(const v1::Operation& op);
   absl::Status ApplyStock(const RequestContext& ctx, const v1::Operation& op,
                           const std::string& request_id, v1::OperationResult* result);
   friend class TxHandle;
@@ -280,6 +282,24 @@ absl::Status Ledger::Impl::Init() {
     staging.bind(1, kStagingBin);
     staging.bind(2, std::numeric_limits<int64_t>::max());
     staging.exec();
+    // Local order ids ("<node>-L<n>") come from a counter a restore from backup rewinds, so a
+    // restored database marks its ids with the time it was first opened (deterministic under a
+    // manual clock, unique in practice: two restores of one backup open at different times).
+    local_id_prefix_ = meta.count("local_id_prefix") ? meta["local_id_prefix"] : node_id_ + "-L";
+    if (meta.count("previous_epoch") && meta["local_id_epoch"] != std::to_string(epoch_)) {
+      local_id_prefix_ = StrCat(node_id_, "-",
+                                absl::Hex(options_.clock->NowMicros() & 0xffffffffffLL), "-L");
+      SQLite::Statement up(*wdb_,
+                           "INSERT INTO meta(key, value) VALUES (?, ?) "
+                           "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+      for (auto& [k, v] : std::vector<std::pair<std::string, std::string>>{
+               {"local_id_epoch", std::to_string(epoch_)}, {"local_id_prefix", local_id_prefix_}}) {
+        up.bind(1, k);
+        up.bind(2, v);
+        up.exec();
+        up.reset();
+      }
+    }
     tx.Commit();
     auto meta_u64 = [&](const char* key) -> uint64_t {
       return meta.count(key) ? std::stoull(meta[key]) : 0;
@@ -619,6 +639,20 @@ absl::Status Ledger::Impl::BuildReceipt(const v1::Sku& sku, const v1::ReceiptReq
 // Chooses where consumed goods come from: named serials, a named bin (and lot), or
 // first-expiry-first-out across bins, then bin walk order. Without a named bin the staging bin
 // (picked goods of orders) is never drawn from.
+namespace {
+// Balances a consume may draw from: first expiry first out, then bin walk order. Picked goods
+// wait in the staging bin for their order: drawn only when the bin is named.
+std::string ConsumeSql(bool bin_named, bool lot_named) {
+  return StrCat(
+      "SELECT b.bin, b.lot, b.on_hand FROM balances b "
+      "LEFT JOIN lots l ON l.sku = b.sku AND l.lot = b.lot "
+      "LEFT JOIN bins n ON n.code = b.bin "
+      "WHERE b.sku = ? AND b.on_hand > 0",
+      bin_named ? " AND b.bin = ?" : " AND b.bin <> 'STAGING'", lot_named ? " AND b.lot = ?" : "",
+      " ORDER BY COALESCE(NULLIF(l.expiry, ''), '9999-99-99'), n.walk_order, b.bin, b.lot");
+}
+}  // namespace
+
 absl::Status Ledger::Impl::BuildConsume(const v1::Sku& sku, const v1::ConsumeRequest& r,
                                         std::vector<v1::Movement>* rows) {
   auto base = [&](const std::string& bin, const std::string& lot, int64_t qty) {
@@ -666,23 +700,19 @@ absl::Status Ledger::Impl::BuildConsume(const v1::Sku& sku, const v1::ConsumeReq
   }
   int64_t left = r.quantity();
   {
-    std::string sql = StrCat(
-        "SELECT b.bin, b.lot, b.on_hand FROM balances b "
-        "LEFT JOIN lots l ON l.sku = b.sku AND l.lot = b.lot "
-        "LEFT JOIN bins n ON n.code = b.bin "
-        "WHERE b.sku = ? AND b.on_hand > 0",
-        // Picked goods wait in the staging bin for their order: only drawn when named.
-        r.bin().empty() ? " AND b.bin <> 'STAGING'" : " AND b.bin = ?",
-        r.lot().empty() ? "" : " AND b.lot = ?",
-        " ORDER BY COALESCE(NULLIF(l.expiry, ''), '9999-99-99'), n.walk_order, b.bin, b.lot");
-    SQLite::Statement q(*wdb_, sql);
+    // The four shapes (bin named or not, lot named or not), prepared once each in the write
+    // connection's statement cache (keyed by address: the strings are static).
+    static const std::string kSql[2][2] = {
+        {ConsumeSql(false, false), ConsumeSql(false, true)},
+        {ConsumeSql(true, false), ConsumeSql(true, true)}};
+    auto q = w_->Get(kSql[r.bin().empty() ? 0 : 1][r.lot().empty() ? 0 : 1].c_str());
     int i = 1;
-    q.bind(i++, sku.code());
-    if (!r.bin().empty()) q.bind(i++, r.bin());
-    if (!r.lot().empty()) q.bind(i++, r.lot());
-    while (left > 0 && q.executeStep()) {
-      int64_t take = std::min<int64_t>(left, q.getColumn(2).getInt64());
-      rows->push_back(base(q.getColumn(0).getString(), q.getColumn(1).getString(), take));
+    q->bind(i++, sku.code());
+    if (!r.bin().empty()) q->bind(i++, r.bin());
+    if (!r.lot().empty()) q->bind(i++, r.lot());
+    while (left > 0 && q->executeStep()) {
+      int64_t take = std::min<int64_t>(left, q->getColumn(2).getInt64());
+      rows->push_back(base(q->getColumn(0).getString(), q->getColumn(1).getString(), take));
       left -= take;
     }
   }
@@ -730,6 +760,7 @@ class TxHandle final : public LedgerTx {
 
   const RequestContext& context() const override { return ctx_; }
   const std::string& node_id() const override { return impl_->node_id_; }
+  std::string LocalIdPrefix() const override { return impl_->local_id_prefix_; }
   absl::Status Stock(const v1::Operation& op) override {
     return impl_->ApplyStock(ctx_, op, request_id_, result_);
   }
@@ -843,6 +874,7 @@ absl::StatusOr<v1::OperationResult> Ledger::Impl::ApplyOne(const RequestContext&
     return result;
   }
 
+  if (auto s = CheckNotOrderOwned(op); !s.ok()) return s;
   if (auto s = ApplyStock(ctx, op, request_id, &result); !s.ok()) return s;
   if (!request_id.empty()) {
     auto ins = w_->Get(
@@ -854,6 +886,42 @@ absl::StatusOr<v1::OperationResult> Ledger::Impl::ApplyOne(const RequestContext&
     ins->exec();
   }
   return result;
+}
+
+// A stock operation from outside (API, CLI) may not take what orders own: the staging bin holds
+// picked goods that only their fulfilment moves or ships, and a reservation whose reference is a
+// fulfilment id is released or consumed only by that fulfilment's operations (the fulfilment
+// module goes through TxHandle::Stock, which skips this check).
+absl::Status Ledger::Impl::CheckNotOrderOwned(const v1::Operation& op) {
+  auto staging = [](const std::string& bin) -> absl::Status {
+    if (bin != kStagingBin) return absl::OkStatus();
+    return absl::FailedPreconditionError(StrCat(
+        "bin '", bin, "' holds picked goods of open orders: pick, ship or cancel the order"));
+  };
+  std::string reference;
+  switch (op.op_case()) {
+    case v1::Operation::kReceipt: return staging(op.receipt().bin());
+    case v1::Operation::kMove:
+      if (auto s = staging(op.move().from_bin()); !s.ok()) return s;
+      return staging(op.move().to_bin());
+    case v1::Operation::kAdjust: return staging(op.adjust().bin());
+    case v1::Operation::kScrap: return staging(op.scrap().bin());
+    case v1::Operation::kReserve: reference = op.reserve().reference(); break;
+    case v1::Operation::kRelease: reference = op.release().reference(); break;
+    case v1::Operation::kConsume:
+      if (auto s = staging(op.consume().bin()); !s.ok()) return s;
+      reference = op.consume().reference();
+      break;
+    default: return absl::OkStatus();
+  }
+  auto q = w_->Get("SELECT 1 FROM fulfilments WHERE fulfilment_id = ?");
+  q->bind(1, reference);
+  if (q->executeStep()) {
+    return absl::FailedPreconditionError(
+        StrCat("reference '", reference, "' is an order fulfilment: use its pick, ship, "
+               "hand-out or cancel"));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Ledger::Impl::ApplyStock(const RequestContext& ctx, const v1::Operation& op,

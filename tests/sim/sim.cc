@@ -24,10 +24,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "central/central_sync.h"
+#include "central/orders.h"
 #include "central/sqlite_store.h"
 #include "common/clock.h"
+#include "common/order_state.h"
 #include "common/request_context.h"
 #include "common/stock_rules.h"
+#include "node/fulfilment.h"
 #include "node/ledger.h"
 #include "node/node_sync.h"
 
@@ -86,6 +89,9 @@ class SabotageStore : public central::CentralStore {
   }
   absl::StatusOr<uint64_t> ApplyEvents(const std::string& node_id, uint64_t epoch,
                                        const std::vector<const v1::Event*>& events) override {
+    if (mode_ != Sabotage::kDoubleApply && mode_ != Sabotage::kForgetMark) {
+      return real_->ApplyEvents(node_id, epoch, events);
+    }
     if (mode_ == Sabotage::kDoubleApply) {
       auto r = real_->ApplyEvents(node_id, epoch, events);
       if (r.ok() && !events.empty() && ++shadow_->calls % 5 == 0) Again(node_id, *events[0]);
@@ -117,7 +123,14 @@ class SabotageStore : public central::CentralStore {
   }
   absl::StatusOr<std::vector<v1::FeedEntry>> ReadFeed(const std::string& node_id, uint64_t after,
                                                       uint32_t limit) override {
-    return real_->ReadFeed(node_id, after, limit);
+    auto feed = real_->ReadFeed(node_id, after, limit);
+    if (feed.ok() && mode_ == Sabotage::kDropCancel) {
+      // Same seq and HLC, no body: the node skips it like a kind it does not know.
+      for (auto& e : *feed) {
+        if (e.has_cancel()) e.clear_cancel();
+      }
+    }
+    return feed;
   }
   absl::Status AckFeed(const std::string& node_id, uint64_t seq) override {
     return real_->AckFeed(node_id, seq);
@@ -146,6 +159,9 @@ class SabotageStore : public central::CentralStore {
     std::erase_if(m->reserved, [](const auto& kv) { return kv.second == 0; });
     return m;
   }
+  // The order side is the real store's: the OrderService writes orders, feed entries and
+  // exceptions through it directly (kDropCancel acts on the feed as the engine reads it).
+  central::OrderStore* orders() override { return real_->orders(); }
 
  private:
   void Again(const std::string& node_id, const v1::Event& e) {
@@ -206,6 +222,10 @@ struct NodeSim {
 
   // What the node ever sent: (epoch, seq) -> serialized event.
   std::map<std::pair<uint64_t, uint64_t>, std::string> sent;
+  // Movement (seq, hlc) -> (epoch, event seq) it was sent with. Fulfilment updates are events
+  // without a movement, so event seqs and movement seqs differ once orders run; the digest
+  // check needs the event seq of every movement.
+  std::map<std::pair<uint64_t, uint64_t>, std::pair<uint64_t, uint64_t>> event_of_movement;
   std::map<uint64_t, std::string> feed_seen;  // feed seq -> serialized entry, as central sent it
   uint64_t max_mark_seen = 0;                 // central's highest mark told to this node (epoch)
   uint64_t mark_epoch = 0;
@@ -215,7 +235,16 @@ struct NodeSim {
   // Local write bookkeeping.
   uint64_t last_hlc = 0;      // HLC of the newest movement (invariant 7, checked as we go)
   int request_counter = 0;
-  std::vector<std::pair<v1::Operation, uint64_t>> requests;  // op with request_id, its first seq
+  struct Request {
+    v1::Operation op;        // with request_id
+    uint64_t first_seq = 0;  // its first movement's seq (0: it wrote none)
+    uint64_t event_bound = 0;  // LastEventSeq after it: its events are at or below
+  };
+  std::vector<Request> requests;
+  int tracking_counter = 0;
+  // Fulfilments whose state at this node a restore changed (rewound or lost): central keeps
+  // what it learned before, so node and central may disagree on them for good (sim.h).
+  std::set<std::string> restored_fulfilments;
   std::vector<std::string> backups;
   int backup_counter = 0;
   // False from a restore until central has welcomed the new epoch: a backup taken before that
@@ -287,6 +316,21 @@ class Sim {
   void CheckClocks(NodeSim& n, const std::vector<v1::Movement>& movements);
   void CheckExceptions();
 
+  // Orders (invariant 5).
+  void ImportChannels();
+  void OrderStep(NodeSim& n);
+  void CaptureOrder();
+  void CancelOrder();
+  void RoutingPass();
+  void ReviewOrder();
+  void ConfirmDelivery();
+  void NodeOrderOp(NodeSim& n);
+  void WrongAction(NodeSim& n, const std::vector<v1::NodeFulfilment>& open,
+                   const std::vector<v1::PickTask>& tasks);
+  std::map<std::string, std::string> FulfilmentStates(NodeSim& n);
+  void CheckOrders();
+  void CountOrderOp(const v1::Operation& op);
+
   std::string Describe(const v1::NodeMessage& m);
   std::string Describe(const v1::CentralMessage& m);
   std::string DescribeOp(const v1::Operation& op);
@@ -309,7 +353,13 @@ class Sim {
   central::CentralStore* real_store_ = nullptr;     // the real one, for our own bookkeeping
   std::unique_ptr<central::CentralSyncEngine> central_;
   central::CentralSyncOptions central_options_;
+  std::unique_ptr<central::OrderService> orders_;  // when opt_.orders
   Shadow shadow_;
+
+  // Orders as the sim captured them at central.
+  std::vector<std::string> order_ids_;
+  std::deque<std::pair<v1::CaptureOrderRequest, std::string>> recent_captures_;  // with order id
+  int external_counter_ = 0;
 
   std::vector<std::unique_ptr<NodeSim>> nodes_;
 
@@ -424,6 +474,19 @@ bool Sim::OpenCentral() {
   }
   central_ = std::make_unique<central::CentralSyncEngine>(store_.get(), &central_clock_,
                                                           central_options_);
+  if (opt_.orders) {
+    // No background thread (reroute_every_ms = 0: the schedule runs the routing passes), and one
+    // operation per write transaction (max_batch = 1), so the service's writer thread commits
+    // exactly what the simulator asked, in its order, each with its own clock reading: the run
+    // stays deterministic although the service hands every call to its writer thread (the
+    // simulator waits for each answer, so only one thread works at a time).
+    central::OrderServiceOptions o;
+    o.reroute_every_ms = 0;
+    o.max_batch = 1;
+    orders_ = std::make_unique<central::OrderService>(
+        store_.get(), &central_clock_,
+        [this] { return central_->OnlineNodes(); }, /*feed_changed=*/nullptr, o);
+  }
   return true;
 }
 
@@ -466,7 +529,11 @@ std::string Sim::BinCsv(const std::string& site, const std::vector<std::string>&
 
 void Sim::ImportInitial() {
   std::string sites = "id,name,kind,region\n";
-  for (auto& n : nodes_) absl::StrAppend(&sites, n->id, ",Site ", n->index + 1, ",warehouse,eu\n");
+  // Two routing regions (orders ship to one of them, or to a third no site serves).
+  for (auto& n : nodes_) {
+    absl::StrAppend(&sites, n->id, ",Site ", n->index + 1, ",warehouse,",
+                    n->index % 2 == 0 ? "north" : "south", "\n");
+  }
   skus_["A"] = {"Plain widget", "none", false, false, 0};
   skus_["B"] = {"Widget with safety stock", "none", false, false, Range(1, 3)};
   skus_["L"] = {"Yoghurt", "lot", true, false, 0};
@@ -489,6 +556,7 @@ void Sim::ImportInitial() {
   }
   Trace(StrCat("setup imported sites, skus A B L N, bins A1 A2 B1 (", sites_first ? "sites" : "skus",
                " first)"));
+  if (opt_.orders) ImportChannels();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -541,6 +609,9 @@ void Sim::SendUp(NodeSim& n, std::vector<v1::NodeMessage>& out) {
         expect = e.seq() + 1;
         std::string bytes = e.SerializeAsString();
         auto key = std::make_pair(e.epoch(), e.seq());
+        if (e.has_movement()) {
+          n.event_of_movement[{e.movement().seq(), e.movement().hlc()}] = key;
+        }
         auto it = n.sent.find(key);
         if (it == n.sent.end()) {
           n.sent.emplace(key, std::move(bytes));
@@ -792,6 +863,7 @@ void Sim::CrashCentral() {
     }
     n->late_close.clear();  // sessions of the old engine are gone with it
   }
+  orders_.reset();
   central_.reset();
   store_.reset();
   OpenCentral();
@@ -824,6 +896,7 @@ void Sim::RestoreNode(NodeSim& n) {
   Trace(StrCat(n.id, " RESTORE from backup #", which, " (last event before: ",
                n.ledger->LastEventSeq(), ")"));
   restores_happened_ = true;
+  const std::map<std::string, std::string> fulfilments_before = FulfilmentStates(n);
   ++stats_.restores;
   EndStream(n, "restoring from backup", true);
   n.engine.reset();
@@ -840,7 +913,24 @@ void Sim::RestoreNode(NodeSim& n) {
   }
   n.backups.clear();
   const uint64_t last = n.ledger->LastSeq();
-  std::erase_if(n.requests, [&](const auto& r) { return r.second > last; });
+  const uint64_t last_event = n.ledger->LastEventSeq();
+  // Requests the restore lost (their events are beyond the backup's) would run again. A wave
+  // writes no event: kept only if the backup has newer events than the wave (conservative).
+  std::erase_if(n.requests, [&](const NodeSim::Request& r) {
+    return r.event_bound > last_event || (r.op.has_wave() && r.event_bound >= last_event);
+  });
+  // Fulfilments whose state here the restore changed: exempt from the agreement check.
+  {
+    const std::map<std::string, std::string> after = FulfilmentStates(n);
+    int changed = 0;
+    for (const auto& [id, state] : fulfilments_before) {
+      auto it = after.find(id);
+      if (it == after.end() || it->second != state) {
+        changed += n.restored_fulfilments.insert(id).second ? 1 : 0;
+      }
+    }
+    if (changed > 0) Trace(StrCat(n.id, " restore rewound ", changed, " fulfilments"));
+  }
   n.last_hlc = 0;
   n.max_feed_ack = 0;  // the backup's feed mark may be older
   n.epoch_confirmed = false;
@@ -988,6 +1078,41 @@ std::string Sim::DescribeOp(const v1::Operation& op) {
                     r.bin().empty() ? "" : StrCat(" ", r.bin()), lot(r.lot()),
                     rq(r.request_id()));
     }
+    case v1::Operation::kWave:
+      return StrCat("wave max ", op.wave().max_orders(), rq(op.wave().request_id()));
+    case v1::Operation::kPick: {
+      const auto& r = op.pick();
+      return StrCat("pick ", r.fulfilment_id(), " ", r.item(), " ", r.bin(), " ", r.quantity(),
+                    lot(r.lot()), rq(r.request_id()));
+    }
+    case v1::Operation::kShortPick: {
+      const auto& r = op.short_pick();
+      return StrCat("short ", r.fulfilment_id(), " line ", r.line_no(), " ", r.quantity(), " ",
+                    r.reason(), rq(r.request_id()));
+    }
+    case v1::Operation::kPack: {
+      const auto& r = op.pack();
+      std::string what;
+      for (const auto& p : r.packages()) {
+        absl::StrAppend(&what, " [", p.weight_g(), "g ", p.length_mm(), "x", p.width_mm(), "x",
+                        p.height_mm(), p.items().empty() ? "" : " items", "]");
+      }
+      return StrCat("pack ", r.fulfilment_id(), what, rq(r.request_id()));
+    }
+    case v1::Operation::kShip: {
+      const auto& r = op.ship();
+      return StrCat("ship ", r.fulfilment_id(), " ", r.carrier(), " ", r.tracking(),
+                    rq(r.request_id()));
+    }
+    case v1::Operation::kLocalOrder: {
+      const auto& r = op.local_order();
+      std::vector<std::string> lines;
+      for (const auto& l : r.lines()) lines.push_back(StrCat(l.sku(), "x", l.quantity()));
+      return StrCat(r.kind() == v1::COUNTER_SALE ? "counter-sale " : "click-and-collect ",
+                    absl::StrJoin(lines, " "), rq(r.request_id()));
+    }
+    case v1::Operation::kHandOut:
+      return StrCat("hand-out ", op.hand_out().fulfilment_id(), rq(op.hand_out().request_id()));
     default: return "empty";
   }
 }
@@ -1002,25 +1127,38 @@ v1::Operation Sim::RandomOperation(NodeSim& n) {
   const SkuModel& model = skus_[sku];
   const bool lot_tracked = model.tracking == "lot";
   static const std::vector<std::string> kLots = {"L1", "L2", "L3"};
-  static const std::vector<std::string> kRefs = {"R1", "R2", "R3", "R4"};
   std::string lot = lot_tracked ? Pick(kLots) : "";
   auto expiry_of = [&](const std::string& l) {
     return model.expiry && !l.empty() ? StrCat("2030-01-0", l.substr(1)) : std::string();
   };
   auto bin = [&] { return Chance(97) ? bins[U(bins.size() - 1)] : bins.back(); };
   // Most decrements draw on stock or reservations that exist, so that more of them succeed.
+  // Unless stock_ops_touch_orders, they leave alone what orders own: the staging bin and the
+  // reservations of fulfilments (references other than R1..R4).
+  static const std::vector<std::string> kRefs = {"R1", "R2", "R3", "R4"};
   std::optional<v1::Balance> balance;
   if (Chance(75)) {
     auto stock = n.ledger->GetStock(sku, "");
-    if (stock.ok() && stock->balances_size() > 0) {
-      balance = stock->balances(U(stock->balances_size()));
+    if (stock.ok()) {
+      std::vector<const v1::Balance*> usable;
+      for (const auto& b : stock->balances()) {
+        if (opt_.stock_ops_touch_orders || b.bin() != node::kStagingBin) usable.push_back(&b);
+      }
+      if (!usable.empty()) balance = *usable[U(usable.size())];
     }
   }
   std::optional<v1::Reservation> reservation;
   if (Chance(75)) {
     auto open = n.ledger->ListReservations(sku);
-    if (open.ok() && open->reservations_size() > 0) {
-      reservation = open->reservations(U(open->reservations_size()));
+    if (open.ok()) {
+      std::vector<const v1::Reservation*> usable;
+      for (const auto& r : open->reservations()) {
+        if (opt_.stock_ops_touch_orders ||
+            std::find(kRefs.begin(), kRefs.end(), r.reference()) != kRefs.end()) {
+          usable.push_back(&r);
+        }
+      }
+      if (!usable.empty()) reservation = *usable[U(usable.size())];
     }
   }
   auto take = [&](int64_t max) {
@@ -1104,6 +1242,13 @@ std::string RequestIdOf(const v1::Operation& op) {
     case v1::Operation::kReserve: return op.reserve().request_id();
     case v1::Operation::kRelease: return op.release().request_id();
     case v1::Operation::kConsume: return op.consume().request_id();
+    case v1::Operation::kWave: return op.wave().request_id();
+    case v1::Operation::kPick: return op.pick().request_id();
+    case v1::Operation::kShortPick: return op.short_pick().request_id();
+    case v1::Operation::kPack: return op.pack().request_id();
+    case v1::Operation::kShip: return op.ship().request_id();
+    case v1::Operation::kLocalOrder: return op.local_order().request_id();
+    case v1::Operation::kHandOut: return op.hand_out().request_id();
     default: return "";
   }
 }
@@ -1126,10 +1271,12 @@ void Sim::ApplyOps(NodeSim& n, const std::vector<v1::Operation>& ops, const std:
     if (!r.ok()) {
       ++stats_.ops_refused;
       if (r.status().code() == absl::StatusCode::kNotFound) ++stats_.ops_not_found;
+      if (node::fulfilment::IsFulfilmentOp(ops[i])) ++stats_.order_ops_refused;
       Trace(line + StatusText(r.status()));
       continue;
     }
     ++stats_.ops_ok;
+    if (node::fulfilment::IsFulfilmentOp(ops[i])) CountOrderOp(ops[i]);
     std::vector<std::string> seqs;
     for (const auto& m : r->movements()) {
       seqs.push_back(StrCat(m.seq()));
@@ -1143,9 +1290,18 @@ void Sim::ApplyOps(NodeSim& n, const std::vector<v1::Operation>& ops, const std:
       }
       n.last_hlc = std::max(n.last_hlc, m.hlc());
     }
-    Trace(line + "ok seq " + absl::StrJoin(seqs, ","));
-    if (!RequestIdOf(ops[i]).empty() && r->movements_size() > 0) {
-      n.requests.emplace_back(ops[i], r->movements(0).seq());
+    std::string outcome;
+    if (r->has_fulfilment()) {
+      const auto& f = r->fulfilment();
+      outcome = StrCat(" ", f.fulfilment_id(), " ", orders::StatusName(f.status()));
+    } else if (r->has_wave()) {
+      outcome = StrCat(" ", r->wave().wave_id(), " (", r->wave().fulfilment_ids_size(),
+                       " fulfilments, ", r->wave().tasks_size(), " tasks)");
+    }
+    Trace(line + "ok seq " + absl::StrJoin(seqs, ",") + outcome);
+    if (!RequestIdOf(ops[i]).empty()) {
+      n.requests.push_back({ops[i], r->movements_size() > 0 ? r->movements(0).seq() : 0,
+                            n.ledger->LastEventSeq()});
     }
   }
   if (n.ledger->LastSeq() != expect - 1) {
@@ -1155,11 +1311,15 @@ void Sim::ApplyOps(NodeSim& n, const std::vector<v1::Operation>& ops, const std:
 }
 
 void Sim::ReplayRequest(NodeSim& n) {
-  const auto& [op, first_seq] = n.requests[U(n.requests.size())];
+  const NodeSim::Request& req = n.requests[U(n.requests.size())];
+  const v1::Operation& op = req.op;
+  const uint64_t first_seq = req.first_seq;
   RequestContext ctx{StrCat("op-", n.id), "sim"};
   const uint64_t before = n.ledger->LastSeq();
+  const uint64_t events_before = n.ledger->LastEventSeq();
   auto r = n.ledger->Apply(ctx, op);
   ++stats_.replays;
+  if (node::fulfilment::IsFulfilmentOp(op)) ++stats_.order_replays;
   std::string line = StrCat(n.id, " REPLAY ", DescribeOp(op), " -> ");
   if (!r.ok()) {
     Trace(line + StatusText(r.status()));
@@ -1170,7 +1330,9 @@ void Sim::ReplayRequest(NodeSim& n) {
   Trace(StrCat(line, r->replayed() ? "replayed" : "NOT replayed", " seq ",
                r->movements_size() > 0 ? r->movements(0).seq() : 0));
   if (!r->replayed() || n.ledger->LastSeq() != before ||
-      (r->movements_size() > 0 && r->movements(0).seq() != first_seq)) {
+      n.ledger->LastEventSeq() != events_before ||
+      (r->movements_size() > 0 && r->movements(0).seq() != first_seq) ||
+      (r->movements_size() == 0 && first_seq != 0)) {
     Fail(StrCat(n.id, ": replaying request ", RequestIdOf(op),
                 " wrote again or returned another result"));
   }
@@ -1208,6 +1370,11 @@ void Sim::RandomStep() {
   // The transport reconnects on its own (with some backoff) while the link is up.
   if (n.link_up && !n.stream_open && Chance(30)) {
     Connect(n);
+    return;
+  }
+  // Orders take a share of the steps; the rest keeps the stock-only schedule's proportions.
+  if (opt_.orders && Chance(20)) {
+    OrderStep(n);
     return;
   }
   const int r = static_cast<int>(U(1000));
@@ -1254,6 +1421,884 @@ void Sim::RandomStep() {
     }
     Connect(n);
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Orders (invariant 5)
+
+void Sim::ImportChannels() {
+  // web: every site, splits allowed. market: the last two sites in that order, no splits, orders
+  // worth more than 200.00 held for review.
+  std::vector<std::string> market;
+  for (int i = static_cast<int>(nodes_.size()) - 1; i >= 0 && market.size() < 2; --i) {
+    market.push_back(nodes_[i]->id);
+  }
+  const std::string csv =
+      StrCat("id,name,site_priority,allow_split,review_above_cents\n", "web,Web shop,,true,0\n",
+             "market,Marketplace,", absl::StrJoin(market, "|"), ",false,20000\n");
+  auto r = store_->Import("channels", csv);
+  if (!r.ok()) Fail(StrCat("initial import of channels failed: ", StatusText(r.status())));
+  Trace(StrCat("setup imported channels web (every site, splits) and market (",
+               absl::StrJoin(market, " then "), ", no splits, review above 200.00)"));
+}
+
+namespace {
+
+std::string FulfilmentIdOf(const v1::Operation& op) {
+  switch (op.op_case()) {
+    case v1::Operation::kPick: return op.pick().fulfilment_id();
+    case v1::Operation::kShortPick: return op.short_pick().fulfilment_id();
+    case v1::Operation::kPack: return op.pack().fulfilment_id();
+    case v1::Operation::kShip: return op.ship().fulfilment_id();
+    case v1::Operation::kHandOut: return op.hand_out().fulfilment_id();
+    default: return "";
+  }
+}
+
+bool IsShipped(v1::FulfilmentStatus s) {
+  return s == v1::FULFILMENT_SHIPPED || s == v1::FULFILMENT_DELIVERED;
+}
+
+std::string DescribeOrder(const v1::Order& o) {
+  std::vector<std::string> parts;
+  for (const auto& f : o.fulfilments()) {
+    std::vector<std::string> lines;
+    for (const auto& l : f.lines()) lines.push_back(StrCat(l.sku(), "x", l.quantity()));
+    parts.push_back(StrCat(f.fulfilment_id(), "@", f.site(), "[", absl::StrJoin(lines, " "), "] ",
+                           orders::StatusName(f.status()),
+                           f.cancel_requested() ? " cancel-asked" : ""));
+  }
+  return StrCat(o.order_id(), " ", orders::OrderStatusName(o.status()),
+                parts.empty() ? "" : ": ", absl::StrJoin(parts, ", "),
+                o.routing_note().empty() ? "" : StrCat(" (", o.routing_note(), ")"));
+}
+
+}  // namespace
+
+void Sim::OrderStep(NodeSim& n) {
+  const int r = static_cast<int>(U(100));
+  if (r < 18) {
+    CaptureOrder();
+  } else if (r < 22) {
+    CancelOrder();
+  } else if (r < 29) {
+    RoutingPass();
+  } else if (r < 31) {
+    ReviewOrder();
+  } else if (r < 33) {
+    ConfirmDelivery();
+  } else {
+    NodeOrderOp(n);
+  }
+}
+
+void Sim::CaptureOrder() {
+  v1::CaptureOrderRequest req;
+  std::string expect_order;      // an identical repeat must return this order, replayed
+  bool expect_conflict = false;  // the same external id with other content must be refused
+  const int kind = static_cast<int>(U(100));
+  if (!recent_captures_.empty() && kind < 6) {
+    const auto& [first, id] = recent_captures_[U(recent_captures_.size())];
+    req = first;
+    expect_order = id;
+  } else if (!recent_captures_.empty() && kind < 9) {
+    req = recent_captures_[U(recent_captures_.size())].first;
+    req.mutable_lines(0)->set_quantity(req.lines(0).quantity() + 1);
+    expect_conflict = true;
+  } else {
+    req.set_channel(Chance(97) ? (Chance(60) ? "web" : "market") : "nope");
+    req.set_external_id(StrCat("X", ++external_counter_));
+    req.set_service_level(Chance(70) ? "standard" : "express");
+    auto* a = req.mutable_ship_to();
+    a->set_name("Ada");
+    a->set_line1("1 Main St");
+    a->set_city(Chance(97) ? "Springfield" : "");  // an incomplete address is held for review
+    a->set_postal_code("12345");
+    a->set_country("DE");
+    const int region = static_cast<int>(U(10));
+    a->set_region(region < 5 ? "north" : region < 9 ? "south" : "west");  // no site is west
+    std::vector<std::string> skus;
+    for (const auto& [code, model] : skus_) skus.push_back(code);
+    const int lines = static_cast<int>(Range(1, 3));
+    for (int i = 0; i < lines; ++i) {
+      auto* l = req.add_lines();
+      l->set_sku(Chance(98) ? Pick(skus) : "Z9");        // Z9: unknown, refused
+      l->set_quantity(Chance(99) ? Range(1, 3) : 0);    // 0: invalid, refused
+      l->set_unit_price_cents(Range(100, 9000));
+    }
+  }
+  std::vector<std::string> lines;
+  for (const auto& l : req.lines()) lines.push_back(StrCat(l.sku(), "x", l.quantity()));
+  const std::string line =
+      StrCat("central CAPTURE ", req.channel(), " ", req.external_id(), " [",
+             absl::StrJoin(lines, " "), "] to ", req.ship_to().region(), " -> ");
+  auto r = orders_->Capture(req, "sim");
+  if (!r.ok()) {
+    ++stats_.orders_refused;
+    Trace(line + StatusText(r.status()));
+    if (!expect_order.empty()) {
+      Fail(StrCat("capture idempotency: repeating ", req.external_id(), " was refused: ",
+                  StatusText(r.status())));
+    } else if (expect_conflict && r.status().code() != absl::StatusCode::kAlreadyExists) {
+      Fail(StrCat("capture idempotency: ", req.external_id(), " with other content: ",
+                  StatusText(r.status()), " instead of ALREADY_EXISTS"));
+    }
+    return;
+  }
+  const v1::Order& o = r->order();
+  Trace(line + DescribeOrder(o) + (r->replayed() ? " (replayed)" : ""));
+  if (expect_conflict) {
+    Fail(StrCat("capture idempotency: ", req.external_id(), " with other content was accepted"));
+    return;
+  }
+  if (!expect_order.empty()) {
+    ++stats_.capture_replays;
+    if (!r->replayed() || o.order_id() != expect_order) {
+      Fail(StrCat("capture idempotency: repeating ", req.external_id(), " returned ",
+                  o.order_id(), r->replayed() ? " replayed" : " as new", ", first ",
+                  expect_order));
+    }
+    return;
+  }
+  if (r->replayed()) {
+    Fail(StrCat("capture of new external id ", req.external_id(), " answered as a replay"));
+    return;
+  }
+  ++stats_.orders_captured;
+  order_ids_.push_back(o.order_id());
+  recent_captures_.emplace_back(req, o.order_id());
+  if (recent_captures_.size() > 16) recent_captures_.pop_front();
+}
+
+void Sim::CancelOrder() {
+  if (order_ids_.empty()) return;
+  v1::CancelOrderRequest req;
+  req.set_order_id(Pick(order_ids_));
+  req.set_reason("customer");
+  auto r = orders_->Cancel(req, "sim");
+  if (!r.ok()) {
+    ++stats_.cancels_refused;
+    Trace(StrCat("central CANCEL ", req.order_id(), " -> ", StatusText(r.status())));
+    return;
+  }
+  ++stats_.cancels_asked;
+  Trace(StrCat("central CANCEL ", req.order_id(), " -> ", DescribeOrder(*r)));
+}
+
+void Sim::RoutingPass() {
+  auto r = orders_->RunRoutingPass();
+  ++stats_.routing_passes;
+  if (!r.ok()) {
+    Fail(StrCat("routing pass failed: ", StatusText(r.status())));
+    return;
+  }
+  stats_.rerouted += *r;
+  Trace(StrCat("central ROUTING PASS -> ", *r, " orders changed"));
+}
+
+void Sim::ReviewOrder() {
+  v1::ListOrdersRequest list;
+  list.set_status(v1::ORDER_ON_HOLD);
+  list.set_limit(20);
+  auto held = orders_->List(list);
+  if (!held.ok()) {
+    Fail(StrCat("listing held orders failed: ", StatusText(held.status())));
+    return;
+  }
+  if (held->orders().empty()) return;
+  v1::ReviewOrderRequest req;
+  req.set_order_id(held->orders(U(held->orders_size())).order_id());
+  req.set_approve(Chance(80));
+  req.set_note("checked");
+  auto r = orders_->Review(req, "sim");
+  ++stats_.reviews;
+  Trace(StrCat("central REVIEW ", req.order_id(), req.approve() ? " approve" : " reject", " -> ",
+               r.ok() ? DescribeOrder(*r) : StatusText(r.status())));
+  if (!r.ok()) Fail(StrCat("review of held order ", req.order_id(), ": ", StatusText(r.status())));
+}
+
+void Sim::ConfirmDelivery() {
+  if (order_ids_.empty()) return;
+  auto o = orders_->Get(Pick(order_ids_));
+  if (!o.ok()) {
+    Fail(StrCat("Get of a captured order failed: ", StatusText(o.status())));
+    return;
+  }
+  std::vector<std::string> shipped;
+  for (const auto& f : o->fulfilments()) {
+    if (f.status() == v1::FULFILMENT_SHIPPED) shipped.push_back(f.fulfilment_id());
+  }
+  if (shipped.empty()) return;
+  v1::DeliveryRequest req;
+  req.set_order_id(o->order_id());
+  req.set_fulfilment_id(Pick(shipped));
+  req.set_failed(Chance(10));
+  if (req.failed()) req.set_note("nobody home");
+  auto r = orders_->ConfirmDelivery(req, "carrier");
+  ++stats_.deliveries;
+  Trace(StrCat("central DELIVERY ", req.fulfilment_id(), req.failed() ? " failed" : "", " -> ",
+               r.ok() ? DescribeOrder(*r) : StatusText(r.status())));
+  if (!r.ok()) Fail(StrCat("delivery of ", req.fulfilment_id(), ": ", StatusText(r.status())));
+}
+
+// Every fulfilment of the node, serialized (to see what a restore changed).
+std::map<std::string, std::string> Sim::FulfilmentStates(NodeSim& n) {
+  std::map<std::string, std::string> out;
+  if (!opt_.orders) return out;
+  auto list = n.ledger->ListFulfilments(v1::FULFILMENT_STATUS_UNSPECIFIED, "", 10000);
+  if (!list.ok()) {
+    Fail(StrCat(n.id, ": ListFulfilments: ", StatusText(list.status())));
+    return out;
+  }
+  for (const auto& f : list->fulfilments()) out[f.fulfilment_id()] = f.SerializeAsString();
+  return out;
+}
+
+void Sim::CountOrderOp(const v1::Operation& op) {
+  switch (op.op_case()) {
+    case v1::Operation::kWave: ++stats_.waves; break;
+    case v1::Operation::kPick: ++stats_.picks; break;
+    case v1::Operation::kShortPick: ++stats_.shorts; break;
+    case v1::Operation::kPack: ++stats_.packs; break;
+    case v1::Operation::kShip: ++stats_.ships; break;
+    case v1::Operation::kLocalOrder:
+      if (op.local_order().kind() == v1::COUNTER_SALE) {
+        ++stats_.counter_sales;
+      } else {
+        ++stats_.collects;
+      }
+      break;
+    case v1::Operation::kHandOut: ++stats_.hand_outs; break;
+    default: break;
+  }
+}
+
+// One step of order work at a node: what a warehouse would do next (wave, pick the wave's
+// tasks, short what cannot be found, pack, ship), counter sales and click-and-collect, or a
+// deliberately wrong action. Everything goes through Ledger::Apply / ApplyBatch like the stock
+// operations (ApplyOps), with request ids that LocalOp replays now and then.
+void Sim::NodeOrderOp(NodeSim& n) {
+  if (!n.requests.empty() && Chance(5)) {
+    ReplayRequest(n);
+    return;
+  }
+  std::vector<v1::NodeFulfilment> open;
+  for (auto status : {v1::FULFILMENT_ACCEPTED, v1::FULFILMENT_PICKING, v1::FULFILMENT_PICKED,
+                      v1::FULFILMENT_PACKED}) {
+    auto list = n.ledger->ListFulfilments(status, "", 20);
+    if (!list.ok()) {
+      Fail(StrCat(n.id, ": ListFulfilments: ", StatusText(list.status())));
+      return;
+    }
+    for (auto& f : *list->mutable_fulfilments()) open.push_back(std::move(f));
+  }
+  std::vector<const v1::NodeFulfilment*> packed, picked, unwaved, shortable, collectable;
+  std::map<std::string, const v1::NodeFulfilment*> by_id;
+  std::set<std::string> waves;
+  auto open_of = [](const v1::NodeFulfilment& f, const std::string& sku) {
+    int64_t n = 0;
+    for (const auto& l : f.lines()) {
+      if (l.sku() == sku) n += std::max<int64_t>(0, l.reserved() - l.picked());
+    }
+    return n;
+  };
+  for (const auto& f : open) {
+    by_id[f.fulfilment_id()] = &f;
+    const bool local = f.local_kind() != v1::LOCAL_ORDER_KIND_UNSPECIFIED;
+    if (f.local_kind() == v1::CLICK_AND_COLLECT) collectable.push_back(&f);
+    if (f.status() == v1::FULFILMENT_PACKED) packed.push_back(&f);
+    if (f.status() == v1::FULFILMENT_PICKED) picked.push_back(&f);
+    if (f.status() == v1::FULFILMENT_ACCEPTED || f.status() == v1::FULFILMENT_PICKING) {
+      if (!local && f.wave_id().empty()) unwaved.push_back(&f);
+      if (!f.wave_id().empty()) waves.insert(f.wave_id());
+      for (const auto& l : f.lines()) {
+        if (!local && l.reserved() > l.picked()) {
+          shortable.push_back(&f);
+          break;
+        }
+      }
+    }
+  }
+  // Open pick tasks of (up to two of) the waves, capped at what the fulfilment still needs.
+  std::vector<v1::PickTask> tasks;
+  std::vector<std::string> wave_ids(waves.begin(), waves.end());
+  for (int i = 0; i < 2 && !wave_ids.empty(); ++i) {
+    const size_t k = U(wave_ids.size());
+    auto w = n.ledger->GetWave(wave_ids[k]);
+    wave_ids.erase(wave_ids.begin() + static_cast<std::ptrdiff_t>(k));
+    if (!w.ok()) {
+      Fail(StrCat(n.id, ": GetWave: ", StatusText(w.status())));
+      return;
+    }
+    for (const auto& t : w->tasks()) {
+      auto it = by_id.find(t.fulfilment_id());
+      if (t.picked() >= t.quantity() || it == by_id.end()) continue;
+      const auto st = it->second->status();
+      if (st != v1::FULFILMENT_ACCEPTED && st != v1::FULFILMENT_PICKING) continue;
+      const int64_t need = std::min(t.quantity() - t.picked(), open_of(*it->second, t.sku()));
+      if (need <= 0) continue;
+      tasks.push_back(t);
+      tasks.back().set_quantity(need);
+    }
+  }
+
+  enum Act { kShip, kPack, kPick, kFlow, kWave, kShort, kLocal, kHandOut, kWrong };
+  std::vector<std::pair<Act, int>> acts;
+  if (!packed.empty()) acts.push_back({kShip, 20});
+  if (!picked.empty()) acts.push_back({kPack, 18});
+  if (!tasks.empty()) acts.push_back({kPick, 16});
+  if (!tasks.empty()) acts.push_back({kFlow, 14});
+  if (!unwaved.empty()) acts.push_back({kWave, 12});
+  if (!shortable.empty()) acts.push_back({kShort, tasks.empty() ? 8 : 3});
+  acts.push_back({kLocal, 6});
+  if (!collectable.empty()) acts.push_back({kHandOut, 5});
+  acts.push_back({kWrong, 2});
+  int total = 0;
+  for (const auto& a : acts) total += a.second;
+  int roll = static_cast<int>(U(total));
+  Act act = acts.back().first;
+  for (const auto& a : acts) {
+    if (roll < a.second) {
+      act = a.first;
+      break;
+    }
+    roll -= a.second;
+  }
+  if (act == kWrong) {
+    WrongAction(n, open, tasks);
+    return;
+  }
+
+  auto request_id = [&]() -> std::string {
+    return Chance(25) ? StrCat("rq-", n.id, "-", ++n.request_counter) : std::string();
+  };
+  std::vector<v1::Operation> ops;
+  switch (act) {
+    case kShip: {
+      const auto* f = packed[U(packed.size())];
+      auto* s = ops.emplace_back().mutable_ship();
+      s->set_fulfilment_id(f->fulfilment_id());
+      static const std::vector<std::string> kCarriers = {"DHL", "UPS", "GLS"};
+      s->set_carrier(Pick(kCarriers));
+      s->set_tracking(StrCat("TR", n.index + 1, "-", ++n.tracking_counter));
+      s->set_request_id(request_id());
+      break;
+    }
+    case kPack: {
+      const auto* f = picked[U(picked.size())];
+      auto* p = ops.emplace_back().mutable_pack();
+      p->set_fulfilment_id(f->fulfilment_id());
+      auto* pkg = p->add_packages();
+      pkg->set_weight_g(Range(100, 20000));
+      pkg->set_length_mm(Range(50, 800));
+      pkg->set_width_mm(Range(50, 600));
+      pkg->set_height_mm(Range(20, 400));
+      if (Chance(25)) {  // name the items (they must add up to what was picked)
+        std::map<std::string, int64_t> items;
+        for (const auto& l : f->lines()) {
+          if (l.picked() > 0) items[l.sku()] += l.picked();
+        }
+        for (const auto& [sku, q] : items) {
+          auto* item = pkg->add_items();
+          item->set_sku(sku);
+          item->set_quantity(q);
+        }
+      }
+      p->set_request_id(request_id());
+      break;
+    }
+    case kPick: {
+      const int count = Chance(35) ? static_cast<int>(Range(2, 3)) : 1;
+      for (int i = 0; i < count && !tasks.empty(); ++i) {
+        const size_t k = U(tasks.size());
+        const v1::PickTask t = tasks[k];
+        tasks.erase(tasks.begin() + static_cast<std::ptrdiff_t>(k));
+        auto* p = ops.emplace_back().mutable_pick();
+        p->set_fulfilment_id(t.fulfilment_id());
+        p->set_bin(t.bin());
+        p->set_item(t.sku());
+        p->set_lot(t.lot());
+        p->set_quantity(Chance(60) ? t.quantity() : Range(1, t.quantity()));
+        p->set_request_id(request_id());
+      }
+      break;
+    }
+    case kFlow: {
+      // One fulfilment's open tasks, then (when they cover everything) pack and maybe ship, in
+      // one group commit: later operations see what the earlier ones wrote.
+      const std::string id = tasks[U(tasks.size())].fulfilment_id();
+      const v1::NodeFulfilment& f = *by_id.at(id);
+      int64_t covered = 0, open_units = 0;
+      for (const auto& l : f.lines()) open_units += std::max<int64_t>(0, l.reserved() - l.picked());
+      for (const auto& t : tasks) {
+        if (t.fulfilment_id() != id || ops.size() >= 4) continue;
+        auto* p = ops.emplace_back().mutable_pick();
+        p->set_fulfilment_id(id);
+        p->set_bin(t.bin());
+        p->set_item(t.sku());
+        p->set_lot(t.lot());
+        p->set_quantity(t.quantity());
+        p->set_request_id(request_id());
+        covered += t.quantity();
+      }
+      bool short_rest = false;
+      for (const auto& l : f.lines()) short_rest |= l.short_quantity() > 0;
+      if (covered >= open_units && !short_rest && Chance(80)) {
+        auto* p = ops.emplace_back().mutable_pack();
+        p->set_fulfilment_id(id);
+        auto* pkg = p->add_packages();
+        pkg->set_weight_g(Range(100, 20000));
+        pkg->set_length_mm(Range(50, 800));
+        pkg->set_width_mm(Range(50, 600));
+        pkg->set_height_mm(Range(20, 400));
+        p->set_request_id(request_id());
+        if (Chance(70)) {
+          auto* s = ops.emplace_back().mutable_ship();
+          s->set_fulfilment_id(id);
+          s->set_carrier("DHL");
+          s->set_tracking(StrCat("TR", n.index + 1, "-", ++n.tracking_counter));
+          s->set_request_id(request_id());
+        }
+      }
+      break;
+    }
+    case kWave: {
+      auto* w = ops.emplace_back().mutable_wave();
+      w->set_max_orders(static_cast<uint32_t>(Range(1, 6)));
+      if (Chance(15)) w->set_service_level("express");
+      w->set_request_id(request_id());
+      break;
+    }
+    case kShort: {
+      const auto* f = shortable[U(shortable.size())];
+      std::vector<const v1::FulfilmentLine*> lines;
+      for (const auto& l : f->lines()) {
+        if (l.reserved() > l.picked()) lines.push_back(&l);
+      }
+      const auto* l = lines[U(lines.size())];
+      auto* s = ops.emplace_back().mutable_short_pick();
+      s->set_fulfilment_id(f->fulfilment_id());
+      s->set_line_no(l->line_no());
+      s->set_quantity(Chance(50) ? 0 : Range(1, l->reserved() - l->picked()));
+      static const std::vector<std::string> kReasons = {"not_found", "damaged", "wrong_item",
+                                                        "other"};
+      s->set_reason(Pick(kReasons));
+      s->set_request_id(request_id());
+      break;
+    }
+    case kLocal: {
+      auto* o = ops.emplace_back().mutable_local_order();
+      o->set_kind(Chance(60) ? v1::COUNTER_SALE : v1::CLICK_AND_COLLECT);
+      std::vector<std::string> skus;
+      for (const auto& [code, model] : skus_) skus.push_back(code);
+      const int lines = Chance(75) ? 1 : 2;
+      for (int i = 0; i < lines; ++i) {
+        auto* l = o->add_lines();
+        // Mostly what the shop has (the rest is refused: unknown here, or not available).
+        std::string sku = Pick(skus);
+        int64_t max = 3;
+        if (Chance(85)) {
+          for (int attempt = 0; attempt < 3; ++attempt) {
+            auto atp = n.ledger->GetAtp(sku);
+            if (atp.ok() && atp->available() > 0) {
+              max = std::min<int64_t>(max, atp->available());
+              break;
+            }
+            sku = Pick(skus);
+          }
+        }
+        l->set_sku(sku);
+        l->set_quantity(Range(1, max));
+        l->set_unit_price_cents(Range(100, 5000));
+      }
+      o->set_customer("walk-in");
+      o->set_request_id(request_id());
+      break;
+    }
+    case kHandOut: {
+      const auto* f = collectable[U(collectable.size())];
+      auto* h = ops.emplace_back().mutable_hand_out();
+      h->set_fulfilment_id(f->fulfilment_id());
+      h->set_request_id(request_id());
+      break;
+    }
+    case kWrong: break;
+  }
+  // Now and then a stock operation shares the group commit.
+  if (Chance(10)) ops.push_back(RandomOperation(n));
+  ApplyOps(n, ops, ops.size() > 1 ? "batch" : "op");
+}
+
+// A deliberately wrong action at a node: it must be refused and change nothing.
+void Sim::WrongAction(NodeSim& n, const std::vector<v1::NodeFulfilment>& open,
+                      const std::vector<v1::PickTask>& tasks) {
+  std::vector<std::pair<std::string, v1::Operation>> cands;
+  auto add = [&](const std::string& why) -> v1::Operation& {
+    cands.emplace_back(why, v1::Operation());
+    return cands.back().second;
+  };
+  std::vector<const v1::NodeFulfilment*> not_packed, not_picked, picked_all, not_collect, pickable;
+  for (const auto& f : open) {
+    const bool local = f.local_kind() != v1::LOCAL_ORDER_KIND_UNSPECIFIED;
+    if (f.status() != v1::FULFILMENT_PACKED) not_packed.push_back(&f);
+    if (!local && (f.status() == v1::FULFILMENT_ACCEPTED || f.status() == v1::FULFILMENT_PICKING)) {
+      not_picked.push_back(&f);
+    }
+    if (f.status() == v1::FULFILMENT_PICKED || f.status() == v1::FULFILMENT_PACKED) {
+      picked_all.push_back(&f);
+    }
+    if (f.local_kind() != v1::CLICK_AND_COLLECT) not_collect.push_back(&f);
+  }
+  if (!not_packed.empty()) {
+    const auto* f = not_packed[U(not_packed.size())];
+    auto* s =
+        add(StrCat("ship before pack (", orders::StatusName(f->status()), ")")).mutable_ship();
+    s->set_fulfilment_id(f->fulfilment_id());
+    s->set_carrier("DHL");
+    s->set_tracking("TR-early");
+  }
+  if (!tasks.empty()) {
+    const v1::PickTask& t = tasks[U(tasks.size())];
+    int64_t open_units = 0;
+    for (const auto& f : open) {
+      if (f.fulfilment_id() != t.fulfilment_id()) continue;
+      for (const auto& l : f.lines()) {
+        if (l.sku() == t.sku()) open_units += std::max<int64_t>(0, l.reserved() - l.picked());
+      }
+    }
+    auto* p = add(StrCat("pick more than open (", open_units, ")")).mutable_pick();
+    p->set_fulfilment_id(t.fulfilment_id());
+    p->set_bin(t.bin());
+    p->set_item(t.sku());
+    p->set_lot(t.lot());
+    p->set_quantity(open_units + Range(1, 3));
+    auto* q = add("pick from the staging bin").mutable_pick();
+    *q = *p;
+    q->set_bin(node::kStagingBin);
+    q->set_quantity(1);
+  }
+  if (!not_picked.empty()) {
+    const auto* f = not_picked[U(not_picked.size())];
+    auto* p = add(StrCat("pack before picking (", orders::StatusName(f->status()), ")"))
+                  .mutable_pack();
+    p->set_fulfilment_id(f->fulfilment_id());
+    auto* pkg = p->add_packages();
+    pkg->set_weight_g(500);
+    pkg->set_length_mm(300);
+    pkg->set_width_mm(200);
+    pkg->set_height_mm(100);
+  }
+  if (!picked_all.empty()) {
+    const auto* f = picked_all[U(picked_all.size())];
+    auto* s = add(StrCat("short after picking (", orders::StatusName(f->status()), ")"))
+                  .mutable_short_pick();
+    s->set_fulfilment_id(f->fulfilment_id());
+    s->set_line_no(f->lines(0).line_no());
+    s->set_reason("not_found");
+    if (f->status() == v1::FULFILMENT_PICKED) {
+      auto* p = add("pack with no weight").mutable_pack();
+      p->set_fulfilment_id(f->fulfilment_id());
+      auto* pkg = p->add_packages();
+      pkg->set_length_mm(300);
+      pkg->set_width_mm(200);
+      pkg->set_height_mm(100);
+    }
+  }
+  if (!not_collect.empty()) {
+    const auto* f = not_collect[U(not_collect.size())];
+    add("hand out what is not click-and-collect")
+        .mutable_hand_out()
+        ->set_fulfilment_id(f->fulfilment_id());
+  }
+  for (auto status : {v1::FULFILMENT_SHIPPED, v1::FULFILMENT_CANCELLED}) {
+    auto done = n.ledger->ListFulfilments(status, "", 3);
+    if (!done.ok() || done->fulfilments().empty()) continue;
+    const auto& f = done->fulfilments(U(done->fulfilments_size()));
+    auto* s = add(StrCat("ship a ", orders::StatusName(status), " fulfilment")).mutable_ship();
+    s->set_fulfilment_id(f.fulfilment_id());
+    s->set_carrier("DHL");
+    s->set_tracking("TR-again");
+    if (!f.lines().empty()) {
+      auto* p =
+          add(StrCat("pick for a ", orders::StatusName(status), " fulfilment")).mutable_pick();
+      p->set_fulfilment_id(f.fulfilment_id());
+      p->set_bin("A1");
+      p->set_item(f.lines(0).sku());
+      p->set_quantity(1);
+    }
+  }
+  {
+    auto* s = add("ship an unknown fulfilment").mutable_ship();
+    s->set_fulfilment_id("NOPE-1");
+    s->set_carrier("DHL");
+    s->set_tracking("TR-none");
+  }
+  const auto& [why, op] = cands[U(cands.size())];
+  const std::string fid = FulfilmentIdOf(op);
+  // Stock changes only through movements: no new movement, no new event and the same
+  // fulfilment mean nothing changed.
+  auto state = [&]() {
+    auto f = n.ledger->GetFulfilment(fid);
+    return StrCat(f.ok() ? f->SerializeAsString() : StatusText(f.status()), "|",
+                  n.ledger->LastSeq(), "|", n.ledger->LastEventSeq());
+  };
+  const std::string before = state();
+  RequestContext ctx{StrCat("op-", n.id), "sim"};
+  auto r = n.ledger->Apply(ctx, op);
+  const std::string after = state();
+  Trace(StrCat(n.id, " WRONG (", why, ") ", DescribeOp(op), " -> ",
+               r.ok() ? "ACCEPTED" : StatusText(r.status())));
+  if (r.ok()) {
+    Fail(StrCat("invariant 5 (wrong action accepted) at ", n.id, ": ", why, ": ",
+                DescribeOp(op)));
+  } else if (before != after) {
+    Fail(StrCat("invariant 5 (refused action changed state) at ", n.id, ": ", why, ": ",
+                DescribeOp(op)));
+  } else {
+    ++stats_.wrong_refused;
+  }
+}
+
+// Invariant 5 after convergence (see sim.h).
+void Sim::CheckOrders() {
+  std::vector<v1::Order> orders;
+  {
+    v1::ListOrdersRequest list;
+    list.set_limit(1000);
+    while (true) {
+      auto page = orders_->List(list);
+      if (!page.ok()) {
+        Fail(StrCat("listing orders failed: ", StatusText(page.status())));
+        return;
+      }
+      for (auto& o : *page->mutable_orders()) orders.push_back(std::move(o));
+      if (page->next_after().empty()) break;
+      list.set_after(page->next_after());
+    }
+  }
+  std::map<std::string, NodeSim*> node_of;
+  std::map<std::string, std::map<std::string, v1::NodeFulfilment>> at;  // site -> id -> state
+  std::map<std::string, std::vector<const v1::NodeFulfilment*>> by_order;
+  for (auto& n : nodes_) {
+    node_of[n->id] = n.get();
+    auto list = n->ledger->ListFulfilments(v1::FULFILMENT_STATUS_UNSPECIFIED, "", 10000);
+    if (!list.ok()) {
+      Fail(StrCat(n->id, ": ListFulfilments: ", StatusText(list.status())));
+      return;
+    }
+    auto& mine = at[n->id];
+    for (const auto& f : list->fulfilments()) mine[f.fulfilment_id()] = f;
+  }
+  auto exempt = [&](const std::string& site, const std::string& id) {
+    auto it = node_of.find(site);
+    return it != node_of.end() && it->second->restored_fulfilments.count(id) > 0;
+  };
+  // Orders with a fulfilment a restore changed: central may hold a state the node no longer
+  // has (and, for sales at the counter, a restored node may even reuse the sale's id for a new
+  // sale: see sim.h), so only the fulfilments the restore did not touch are checked for them.
+  std::set<std::string> restored_orders;
+  for (const auto& [site, mine] : at) {
+    for (const auto& [id, f] : mine) {
+      if (exempt(site, id)) {
+        restored_orders.insert(f.order_id());
+      } else {
+        by_order[f.order_id()].push_back(&f);
+      }
+    }
+  }
+  for (const v1::Order& o : orders) {
+    for (const v1::Fulfilment& f : o.fulfilments()) {
+      if (exempt(f.site(), f.fulfilment_id())) restored_orders.insert(o.order_id());
+    }
+  }
+  auto fail5 = [&](const std::string& what) { Fail(StrCat("invariant 5 ", what)); };
+  auto lines_of = [](const auto& f) {
+    std::vector<std::string> out;
+    for (const auto& l : f.lines()) {
+      out.push_back(StrCat(l.line_no(), ":", l.sku(), " q", l.quantity(), " r", l.reserved(),
+                           " p", l.picked(), " s", l.short_quantity(), " x", l.shipped()));
+    }
+    return absl::StrJoin(out, ", ");
+  };
+
+  std::map<std::string, std::string> central_site;  // fulfilment -> site it was released to
+  for (const v1::Order& o : orders) {
+    std::map<uint32_t, int64_t> central_live, node_live;
+    bool any_shipped = false;
+    std::vector<std::string> shipped_after_cancel;
+    for (const v1::Fulfilment& f : o.fulfilments()) {
+      central_site[f.fulfilment_id()] = f.site();
+      const bool shipped = IsShipped(f.status());
+      any_shipped |= shipped;
+      if (o.local_site().empty()) ++stats_.released;
+      if (shipped) ++stats_.shipped_final;
+      if (f.cancel_requested() && f.status() == v1::FULFILMENT_CANCELLED) {
+        ++stats_.cancels_confirmed;
+      }
+      if (f.cancel_requested() && shipped) shipped_after_cancel.push_back(f.fulfilment_id());
+      if (f.status() != v1::FULFILMENT_CANCELLED) {
+        for (const auto& l : f.lines()) {
+          central_live[l.line_no()] += l.quantity() - l.short_quantity();
+        }
+      }
+      // (a) Node and central agree on the fulfilment's state (a fulfilment a restore changed is
+      // compared too, but a difference is only counted: see sim.h).
+      const bool restored = exempt(f.site(), f.fulfilment_id());
+      if (restored) ++stats_.restore_exempt;
+      const auto& mine = at[f.site()];
+      auto it = mine.find(f.fulfilment_id());
+      if (it == mine.end() && restored) {
+        ++stats_.restore_disagree;
+        continue;
+      }
+      if (it == mine.end()) {
+        fail5(StrCat("(agreement): central released ", f.fulfilment_id(), " of ", o.order_id(),
+                     " to ", f.site(), " (central: ", orders::StatusName(f.status()),
+                     "), which the node does not have"));
+        continue;
+      }
+      const v1::NodeFulfilment& nf = it->second;
+      const v1::FulfilmentStatus want =
+          f.status() == v1::FULFILMENT_DELIVERED ? v1::FULFILMENT_SHIPPED : f.status();
+      std::vector<std::string> diff;
+      if (nf.status() != want) {
+        diff.push_back(StrCat("status: central ", orders::StatusName(f.status()), ", node ",
+                              orders::StatusName(nf.status())));
+      }
+      if (nf.cancel_requested() != f.cancel_requested()) {
+        diff.push_back(StrCat("cancel requested: central ", f.cancel_requested(), ", node ",
+                              nf.cancel_requested()));
+      }
+      if (lines_of(f) != lines_of(nf)) {
+        diff.push_back(StrCat("lines: central [", lines_of(f), "], node [", lines_of(nf), "]"));
+      }
+      if (!diff.empty() && restored) {
+        ++stats_.restore_disagree;
+      } else if (!diff.empty()) {
+        fail5(StrCat("(agreement): ", f.fulfilment_id(), " of ", o.order_id(), " at ", f.site(),
+                     ": ", absl::StrJoin(diff, "; ")));
+      }
+    }
+    if (restored_orders.count(o.order_id())) continue;  // (a) checked the others
+    for (const v1::NodeFulfilment* nf : by_order[o.order_id()]) {
+      if (nf->status() == v1::FULFILMENT_CANCELLED) continue;
+      for (const auto& l : nf->lines()) node_live[l.line_no()] += l.quantity() - l.short_quantity();
+    }
+    // (b) Released to at most one site at a time: units in live fulfilments (as central sees
+    // them, and as the nodes do) plus cancelled units never exceed the line.
+    int64_t shipped_units = 0;
+    for (const auto& l : o.lines()) {
+      shipped_units += l.shipped();
+      for (const auto& [who, live] : {std::pair{"central", &central_live},
+                                      std::pair{"the nodes", &node_live}}) {
+        const int64_t units = (*live)[l.line_no()];
+        if (units + l.cancelled() > l.quantity()) {
+          fail5(StrCat("(released at most once): ", o.order_id(), " line ", l.line_no(), " (",
+                       l.sku(), " x", l.quantity(), "): ", units, " units in live fulfilments (",
+                       who, ") + ", l.cancelled(), " cancelled: ", DescribeOrder(o)));
+        }
+      }
+      if (l.shipped() > l.quantity()) {
+        fail5(StrCat("(released at most once): ", o.order_id(), " line ", l.line_no(),
+                     " shipped ", l.shipped(), " of ", l.quantity()));
+      }
+    }
+    // (c) Never both shipped and cancelled without an exception.
+    if (!shipped_after_cancel.empty()) {
+      v1::ListExceptionsRequest q;
+      q.set_kind("cancel_after_ship");
+      q.set_order_id(o.order_id());
+      q.set_include_resolved(true);
+      auto list = real_store_->orders()->QueryExceptions(q);
+      if (!list.ok()) {
+        Fail(StrCat("QueryExceptions: ", StatusText(list.status())));
+        return;
+      }
+      for (const auto& id : shipped_after_cancel) {
+        ++stats_.cancel_after_ship;
+        bool listed = false;
+        for (const auto& e : list->exceptions()) listed |= e.fulfilment_id() == id;
+        if (!listed) {
+          fail5(StrCat("(shipped and cancelled): ", id, " of ", o.order_id(),
+                       " shipped although its cancellation was asked, and central lists no "
+                       "cancel_after_ship exception for it: ", DescribeOrder(o)));
+        }
+      }
+    }
+    if (o.status() == v1::ORDER_CANCELLED && (shipped_units > 0 || any_shipped)) {
+      fail5(StrCat("(shipped and cancelled): ", o.order_id(), " is cancelled but shipped ",
+                   shipped_units, " units: ", DescribeOrder(o)));
+    }
+  }
+  // (a) The other way: every fulfilment a node has is one central released to that node (or a
+  // local sale central recorded there).
+  for (const auto& [site, mine] : at) {
+    for (const auto& [id, f] : mine) {
+      if (exempt(site, id)) continue;
+      auto it = central_site.find(id);
+      if (it == central_site.end()) {
+        fail5(StrCat("(agreement): ", site, " has fulfilment ", id, " (",
+                     orders::StatusName(f.status()), "), which central does not know"));
+      } else if (it->second != site) {
+        fail5(StrCat("(agreement): ", site, " has fulfilment ", id, ", which central released to ",
+                     it->second));
+      }
+    }
+  }
+  // (d) Stock: the staging bin holds exactly the picked units of fulfilments not shipped or
+  // cancelled (the mirror check and Verify cover the rest).
+  for (auto& n : nodes_) {
+    std::map<std::string, int64_t> want, have;
+    for (const auto& [id, f] : at[n->id]) {
+      if (orders::IsFinal(f.status())) continue;
+      for (const auto& l : f.lines()) {
+        if (l.picked() != 0) want[l.sku()] += l.picked();
+      }
+    }
+    auto staging = n->ledger->GetStock("", node::kStagingBin);
+    if (!staging.ok()) {
+      Fail(StrCat(n->id, ": staging stock: ", StatusText(staging.status())));
+      continue;
+    }
+    for (const auto& b : staging->balances()) {
+      if (b.on_hand() != 0) have[b.sku()] += b.on_hand();
+    }
+    if (want != have) {
+      std::vector<std::string> w, h;
+      for (const auto& [k, v] : want) w.push_back(StrCat(k, "x", v));
+      for (const auto& [k, v] : have) h.push_back(StrCat(k, "x", v));
+      fail5(StrCat("(stock) at ", n->id, ": the staging bin holds [", absl::StrJoin(h, " "),
+                   "], the open fulfilments picked [", absl::StrJoin(w, " "), "]"));
+    }
+  }
+  // (e) No conflicting or unknown fulfilment updates, except for fulfilments a restore rewound.
+  for (const char* kind : {"conflict", "unknown_fulfilment"}) {
+    v1::ListExceptionsRequest q;
+    q.set_kind(kind);
+    q.set_include_resolved(true);
+    auto list = real_store_->orders()->QueryExceptions(q);
+    if (!list.ok()) {
+      Fail(StrCat("QueryExceptions: ", StatusText(list.status())));
+      return;
+    }
+    for (const auto& e : list->exceptions()) {
+      if (exempt(e.node_id(), e.fulfilment_id())) continue;
+      fail5(StrCat("(exceptions): central raised ", kind, " for ", e.fulfilment_id(), " at ",
+                   e.node_id(), ": ", e.message()));
+    }
+  }
+  std::map<std::string, int> by_status;
+  for (const auto& [site, mine] : at) {
+    for (const auto& [id, f] : mine) ++by_status[orders::StatusName(f.status())];
+  }
+  std::vector<std::string> hist;
+  for (const auto& [st, k] : by_status) hist.push_back(StrCat(st, " ", k));
+  Trace(StrCat("node fulfilments: ", absl::StrJoin(hist, ", ")));
+  Trace(StrCat("orders checked: ", orders.size(), " orders, ", stats_.released,
+               " fulfilments released, ", stats_.shipped_final, " shipped, ",
+               stats_.cancels_confirmed, " cancelled on request, ", stats_.cancel_after_ship,
+               " shipped after a cancel request, ", stats_.restore_exempt,
+               " changed by a restore (", stats_.restore_disagree, " disagreeing)"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1414,41 +2459,52 @@ void Sim::CheckConvergence(NodeSim& n, const std::vector<v1::Movement>& movement
   std::string diff = MirrorDiff(*mine, *theirs);
   if (!diff.empty()) Fail(StrCat("invariant 1 (convergence) at ", n.id, ": ", diff));
 
-  // Events: one per movement, seq = movement seq (the outbox refers to the movement rows).
-  if (n.ledger->LastEventSeq() != n.ledger->LastSeq()) {
-    Fail(StrCat(n.id, ": ", n.ledger->LastEventSeq(), " events for ", n.ledger->LastSeq(),
-                " movements: the digest cannot be recomputed from the movements"));
-    return;
-  }
+  // Events: the node's chain is gap-free from 1 to LastEventSeq. Movements ride on some of them
+  // (the others carry fulfilment updates): central's digest is the sum of EventHash(event seq,
+  // movement) over them, and it counts every event of the chain.
+  const uint64_t last_event = n.ledger->LastEventSeq();
   uint64_t sum = 0;
-  for (const auto& m : movements) sum += EventHash(m.seq(), m);
+  for (const auto& m : movements) {
+    auto it = n.event_of_movement.find({m.seq(), m.hlc()});
+    if (it == n.event_of_movement.end()) {
+      Fail(StrCat(n.id, ": movement ", m.seq(), " was never sent as an event"));
+      return;
+    }
+    sum += EventHash(it->second.second, m);
+    // What the node sent is what it has.
+    auto sent = n.sent.find(it->second);
+    v1::Event e;
+    if (sent == n.sent.end() || !e.ParseFromString(sent->second) ||
+        e.movement().SerializeAsString() != m.SerializeAsString()) {
+      Fail(StrCat(n.id, ": event ", it->second.second, " as sent differs from movement ",
+                  m.seq()));
+      return;
+    }
+  }
   auto digest = store_->EventDigest(n.id);
   if (!digest.ok()) {
     Fail(StrCat(n.id, ": EventDigest: ", StatusText(digest.status())));
     return;
   }
-  if (digest->second != movements.size() || digest->first != sum) {
+  if (digest->second != last_event || digest->first != sum) {
     Fail(StrCat("invariant 1 (event digest) at ", n.id, ": central has ", digest->second,
-                " events digest ", digest->first, ", the node ", movements.size(),
-                " events digest ", sum));
-  }
-  // What the node sent for its current epoch is what it has.
-  const uint64_t epoch = n.ledger->GetIdentity().epoch;
-  for (const auto& m : movements) {
-    auto it = n.sent.find({epoch, m.seq()});
-    if (it == n.sent.end()) continue;  // sent under an earlier epoch
-    v1::Event e;
-    e.ParseFromString(it->second);
-    if (e.movement().SerializeAsString() != m.SerializeAsString()) {
-      Fail(StrCat(n.id, ": event ", m.seq(), " as sent differs from the movement"));
-      break;
-    }
+                " events digest ", digest->first, ", the node ", last_event, " events (",
+                movements.size(), " movements) digest ", sum));
   }
   auto verify = n.ledger->Verify();
   if (!verify.ok() || !verify->ok()) {
-    Fail(StrCat(n.id, ": ledger verify: ",
-                verify.ok() ? StrCat(verify->differences_size(), " differences")
-                            : StatusText(verify.status())));
+    std::string what;
+    if (verify.ok()) {
+      what = StrCat(verify->differences_size(), " differences");
+      for (int i = 0; i < std::min(4, verify->differences_size()); ++i) {
+        const auto& d = verify->differences(i);
+        absl::StrAppend(&what, i == 0 ? ": " : "; ", d.what(), " ", d.key(), " stored ",
+                        d.stored(), " recomputed ", d.recomputed());
+      }
+    } else {
+      what = StatusText(verify.status());
+    }
+    Fail(StrCat(n.id, ": ledger verify: ", what));
   }
 }
 
@@ -1628,6 +2684,12 @@ void Sim::CheckExceptions() {
     // Restores legitimately lose events; nothing else in this world should raise one.
     if (e.kind() == "restore_lost_events" && restores_happened_) continue;
     if (e.kind() == "clock_ahead") continue;  // node clocks may run ahead; flagged, not wrong
+    // What orders raise in normal business (conflict and unknown_fulfilment: CheckOrders).
+    if (opt_.orders && (e.kind() == "short_pick" || e.kind() == "stock_discrepancy" ||
+                        e.kind() == "cancel_after_ship" || e.kind() == "failed_shipment" ||
+                        e.kind() == "conflict" || e.kind() == "unknown_fulfilment")) {
+      continue;
+    }
     Fail(StrCat("unexpected central exception ", e.kind(), " for ", e.node_id(), ": ",
                 e.message()));
   }
@@ -1652,6 +2714,7 @@ void Sim::CheckInvariants() {
     CheckMasterData(*n);
     CheckClocks(*n, *movements);
   }
+  if (opt_.orders) CheckOrders();
   shadow_.forgetting = true;  // Sabotage::kForgetMark strikes from here on
   for (auto& n : nodes_) CheckExactlyOnce(*n);
   CheckExceptions();
@@ -1667,6 +2730,7 @@ SimResult Sim::Run() {
     n->engine.reset();
     n->ledger.reset();
   }
+  orders_.reset();
   central_.reset();
   store_.reset();
   if (!dir_.empty() && !opt_.keep_dir) {
@@ -1716,6 +2780,32 @@ void SimStats::Add(const SimStats& o) {
   events_final += o.events_final;
   quiesce_rounds += o.quiesce_rounds;
   max_quiesce_rounds = std::max(max_quiesce_rounds, o.max_quiesce_rounds);
+  orders_captured += o.orders_captured;
+  capture_replays += o.capture_replays;
+  orders_refused += o.orders_refused;
+  reviews += o.reviews;
+  cancels_asked += o.cancels_asked;
+  cancels_refused += o.cancels_refused;
+  routing_passes += o.routing_passes;
+  rerouted += o.rerouted;
+  deliveries += o.deliveries;
+  waves += o.waves;
+  picks += o.picks;
+  shorts += o.shorts;
+  packs += o.packs;
+  ships += o.ships;
+  counter_sales += o.counter_sales;
+  collects += o.collects;
+  hand_outs += o.hand_outs;
+  order_ops_refused += o.order_ops_refused;
+  order_replays += o.order_replays;
+  wrong_refused += o.wrong_refused;
+  released += o.released;
+  shipped_final += o.shipped_final;
+  cancels_confirmed += o.cancels_confirmed;
+  cancel_after_ship += o.cancel_after_ship;
+  restore_exempt += o.restore_exempt;
+  restore_disagree += o.restore_disagree;
 }
 
 SimResult RunSimulation(const SimOptions& options) { return Sim(options).Run(); }
@@ -1751,6 +2841,9 @@ std::string ReplayCommand(const SimOptions& o) {
   if (o.unconfirmed_backups) absl::StrAppend(&cmd, " --unconfirmed-backups");
   if (o.sabotage == Sabotage::kDoubleApply) absl::StrAppend(&cmd, " --sabotage double-apply");
   if (o.sabotage == Sabotage::kForgetMark) absl::StrAppend(&cmd, " --sabotage forget-mark");
+  if (o.sabotage == Sabotage::kDropCancel) absl::StrAppend(&cmd, " --sabotage drop-cancel");
+  if (!o.orders) absl::StrAppend(&cmd, " --no-orders");
+  if (o.stock_ops_touch_orders) absl::StrAppend(&cmd, " --stock-ops-touch-orders");
   return cmd;
 }
 
@@ -1784,7 +2877,19 @@ std::string FormatStats(const SimStats& s) {
       " (old-stream messages read ", s.zombie_deliveries, "), imports ",
       s.imports, ", clock back-steps ", s.clock_back_steps, ", backups ", s.backups,
       ", restores ", s.restores, "; final events ", s.events_final,
-      ", quiesce rounds total ", s.quiesce_rounds, " max ", s.max_quiesce_rounds);
+      ", quiesce rounds total ", s.quiesce_rounds, " max ", s.max_quiesce_rounds,
+      "; orders captured ", s.orders_captured, ", replayed ", s.capture_replays, ", refused ",
+      s.orders_refused, ", reviews ", s.reviews, ", cancel calls ", s.cancels_asked,
+      " (refused ", s.cancels_refused, "), routing passes ", s.routing_passes, " (orders changed ",
+      s.rerouted, "), deliveries ", s.deliveries, "; node waves ", s.waves, ", picks ", s.picks,
+      ", shorts ", s.shorts, ", packs ", s.packs, ", ships ", s.ships, ", counter sales ",
+      s.counter_sales, ", click-and-collect ", s.collects, " (handed out ", s.hand_outs,
+      "), order ops refused ", s.order_ops_refused, ", replayed ", s.order_replays,
+      ", wrong actions refused ", s.wrong_refused,
+      "; final: fulfilments released ", s.released, ", shipped ", s.shipped_final,
+      ", cancelled on request ", s.cancels_confirmed, ", shipped after cancel request ",
+      s.cancel_after_ship, ", changed by a restore ", s.restore_exempt, " (disagreeing ",
+      s.restore_disagree, ")");
 }
 
 }  // namespace depot::sim

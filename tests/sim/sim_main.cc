@@ -34,17 +34,23 @@ int main(int argc, char** argv) {
   app.add_option("--max-trace-lines", max_trace_lines,
                  "trace lines printed per failing seed (the last ones)");
   app.add_option("--sabotage", sabotage,
-                 "break central's store on purpose: none, double-apply, forget-mark")
-      ->check(CLI::IsMember({"none", "double-apply", "forget-mark"}));
+                 "break central's store on purpose: none, double-apply, forget-mark, drop-cancel")
+      ->check(CLI::IsMember({"none", "double-apply", "forget-mark", "drop-cancel"}));
   app.add_flag("--avoid-known-bugs", options.avoid_known_engine_bugs,
                "steer schedules around engine bugs found and not fixed yet (see sim.h)");
   app.add_flag("--unconfirmed-backups", options.unconfirmed_backups,
                "also back up epochs central has not welcomed yet (see sim.h)");
+  bool no_orders = false;
+  app.add_flag("--no-orders", no_orders, "the stock-only schedule (no orders, no invariant 5)");
+  app.add_flag("--stock-ops-touch-orders", options.stock_ops_touch_orders,
+               "let random stock operations draw on the staging bin and fulfilment reservations");
   app.add_option("--temp-root", options.temp_root, "where the per-run SQLite files go");
   app.add_flag("--keep", options.keep_dir, "keep the SQLite files of each run");
   CLI11_PARSE(app, argc, argv);
   if (sabotage == "double-apply") options.sabotage = depot::sim::Sabotage::kDoubleApply;
   if (sabotage == "forget-mark") options.sabotage = depot::sim::Sabotage::kForgetMark;
+  if (sabotage == "drop-cancel") options.sabotage = depot::sim::Sabotage::kDropCancel;
+  options.orders = !no_orders;
 
   if (trace_seed >= 0) {
     options.seed = static_cast<uint64_t>(trace_seed);

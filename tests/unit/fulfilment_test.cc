@@ -681,25 +681,18 @@ TEST_CASE_METHOD(Fixture, "the staging bin is never drawn from unless named", "[
   CHECK(c->movements(0).bin() == "B1");
   CHECK(OnHand("PLAIN", node::kStagingBin) == 4);
 
-  // Unreserved goods moved into staging by hand: FEFO consume does not see them...
+  // Nothing but a fulfilment moves goods into or out of staging.
   Receive("PLAIN", "A2", 1);
   v1::Operation move;
   move.mutable_move()->set_sku("PLAIN");
   move.mutable_move()->set_from_bin("A2");
   move.mutable_move()->set_to_bin(node::kStagingBin);
   move.mutable_move()->set_quantity(1);
-  REQUIRE(Apply(move).ok());
-  reserve.mutable_reserve()->set_reference("R2");
-  reserve.mutable_reserve()->set_quantity(1);
-  REQUIRE(Apply(reserve).ok());
-  consume.mutable_consume()->set_reference("R2");
-  consume.mutable_consume()->set_quantity(1);
-  CHECK(Apply(consume).status().code() == Code::kFailedPrecondition);
-  // ... a counter sale neither...
+  CHECK(Apply(move).status().code() == Code::kFailedPrecondition);
+  // A counter sale takes the free unit in A2, never the staged ones.
+  REQUIRE(Local(v1::COUNTER_SALE, {{"PLAIN", 1, 0}}).ok());
   CHECK(Local(v1::COUNTER_SALE, {{"PLAIN", 1, 0}}).status().code() == Code::kFailedPrecondition);
-  // ... only a consume that names the staging bin.
-  consume.mutable_consume()->set_bin(node::kStagingBin);
-  REQUIRE(Apply(consume).ok());
+  CHECK(OnHand("PLAIN", node::kStagingBin) == 4);
 
   // Pick lists never point at the staging bin, and it is not master data.
   Receive("PLAIN", "B1", 3);
@@ -889,27 +882,61 @@ TEST_CASE_METHOD(Fixture, "state and clock survive a reopen", "[fulfilment]") {
   RequireVerified();
 }
 
-TEST_CASE_METHOD(Fixture, "cancel keeps going when picked goods are no longer in staging",
-                 "[fulfilment]") {
+TEST_CASE_METHOD(Fixture, "plain stock operations cannot take what orders own", "[fulfilment]") {
   Receive("PLAIN", "A1", 4);
   Release("O23-1", {{1, "PLAIN", 3}});
   REQUIRE(Pick("O23-1", "A1", "PLAIN", 2).ok());
-  // Someone moved the staged goods away by hand.
-  v1::Operation move;
-  move.mutable_move()->set_sku("PLAIN");
-  move.mutable_move()->set_from_bin(node::kStagingBin);
-  move.mutable_move()->set_to_bin("B1");
-  move.mutable_move()->set_quantity(2);
-  REQUIRE(Apply(move).ok());
-  const uint64_t moves = ledger->LastSeq();
+  const Snapshot before = Snap();
+  auto refused = [&](v1::Operation op) {
+    auto r = Apply(op);
+    INFO(r.status().ToString());
+    CHECK(r.status().code() == Code::kFailedPrecondition);
+  };
+  v1::Operation op;
+  op.mutable_move()->set_sku("PLAIN");  // staged goods moved away by hand
+  op.mutable_move()->set_from_bin(node::kStagingBin);
+  op.mutable_move()->set_to_bin("B1");
+  op.mutable_move()->set_quantity(2);
+  refused(op);
+  op.Clear();
+  op.mutable_scrap()->set_sku("PLAIN");
+  op.mutable_scrap()->set_bin(node::kStagingBin);
+  op.mutable_scrap()->set_quantity(1);
+  op.mutable_scrap()->set_reason("damaged");
+  refused(op);
+  op.Clear();
+  op.mutable_adjust()->set_sku("PLAIN");
+  op.mutable_adjust()->set_bin(node::kStagingBin);
+  op.mutable_adjust()->set_quantity(-1);
+  op.mutable_adjust()->set_reason("lost");
+  refused(op);
+  op.Clear();
+  op.mutable_receipt()->set_sku("PLAIN");
+  op.mutable_receipt()->set_bin(node::kStagingBin);
+  op.mutable_receipt()->set_quantity(1);
+  refused(op);
+  op.Clear();
+  op.mutable_release()->set_sku("PLAIN");  // the order's reservation released by hand
+  op.mutable_release()->set_reference("O23-1");
+  refused(op);
+  op.Clear();
+  op.mutable_consume()->set_sku("PLAIN");
+  op.mutable_consume()->set_reference("O23-1");
+  op.mutable_consume()->set_quantity(1);
+  refused(op);
+  op.Clear();
+  op.mutable_reserve()->set_sku("PLAIN");
+  op.mutable_reserve()->set_reference("O23-1");
+  op.mutable_reserve()->set_quantity(1);
+  refused(op);
+  RequireUnchanged(before);
+
+  // The order's own cancel puts the staged goods back.
   Cancel("O23-1", "customer");
-  auto f = Get("O23-1");
-  CHECK(f.status() == v1::FULFILMENT_CANCELLED);
+  CHECK(Get("O23-1").status() == v1::FULFILMENT_CANCELLED);
   CHECK(Reserved("PLAIN", "O23-1") == 0);
-  CHECK(ledger->LastSeq() == moves + 1);  // only the RELEASE: the put-back was rolled back
-  auto u = Updates().back();
-  CHECK(u.change() == "cancelled");
-  CHECK(u.note() == "customer; left in STAGING: PLAIN x2");
+  CHECK(OnHand("PLAIN", node::kStagingBin) == 0);
+  CHECK(OnHand("PLAIN", "A1") == 4);
   RequireVerified();
 }
 
@@ -930,4 +957,33 @@ TEST_CASE_METHOD(Fixture, "verify checks that fulfilment lines account for reser
   CHECK(v->differences(0).key() == "PLAIN/O24-1");
   CHECK(v->differences(0).stored() == 2);
   CHECK(v->differences(0).recomputed() == 3);
+}
+
+TEST_CASE_METHOD(Fixture, "a restored database never reuses a local order id", "[fulfilment]") {
+  Receive("PLAIN", "A1", 10);
+  auto first = Local(v1::COUNTER_SALE, {{"PLAIN", 1, 0}});
+  REQUIRE(first.ok());
+  CHECK(first->fulfilment().fulfilment_id() == "n1-L1");
+  ledger.reset();
+  std::filesystem::copy_file(dir + "/node.db", dir + "/backup.db");
+  Reopen();
+  auto lost = Local(v1::COUNTER_SALE, {{"PLAIN", 1, 0}});  // lost by the restore below
+  REQUIRE(lost.ok());
+  CHECK(lost->fulfilment().fulfilment_id() == "n1-L2");
+  ledger.reset();
+  REQUIRE(Ledger::RestoreFromBackup(dir + "/backup.db", dir + "/node.db").ok());
+  clock.Advance(5000);
+  Reopen();
+  auto again = Local(v1::COUNTER_SALE, {{"PLAIN", 1, 0}});
+  REQUIRE(again.ok());
+  const std::string id = again->fulfilment().fulfilment_id();
+  INFO(id);
+  CHECK(id != "n1-L2");
+  CHECK(id.rfind("n1-", 0) == 0);
+  // The prefix is kept across restarts of the restored database.
+  Reopen();
+  auto next = Local(v1::COUNTER_SALE, {{"PLAIN", 1, 0}});
+  REQUIRE(next.ok());
+  CHECK(next->fulfilment().fulfilment_id().substr(0, id.size() - 1) == id.substr(0, id.size() - 1));
+  RequireVerified();
 }
