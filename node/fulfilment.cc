@@ -192,7 +192,9 @@ void Create(LedgerTx& tx, const Record& r, uint64_t released_hlc) {
 }
 
 // Stores r's state and appends its FulfilmentUpdate (the whole state) to the outbox.
-void Commit(LedgerTx& tx, const Record& r, const std::string& change, const std::string& note) {
+// Stores the fulfilment's state and, when `report`, emits its FulfilmentUpdate to the outbox.
+void Commit(LedgerTx& tx, const Record& r, const std::string& change, const std::string& note,
+            bool report = true) {
   const uint64_t hlc = tx.Now();
   {
     auto up = tx.stmts().Get(
@@ -245,7 +247,7 @@ void Commit(LedgerTx& tx, const Record& r, const std::string& change, const std:
     }
   }
   u->set_operator_id(tx.context().operator_id);
-  tx.Emit(std::move(e));
+  if (report) tx.Emit(std::move(e));
 }
 
 absl::Status Transition(Record* r, NodeAction a) {
@@ -679,7 +681,9 @@ absl::StatusOr<Record> ShortPick(LedgerTx& tx, const v1::ShortPickRequest& req) 
   return r;
 }
 
-absl::StatusOr<Record> Pack(LedgerTx& tx, const v1::PackRequest& req) {
+// report = false when the shipment follows in the same transaction (its update carries the
+// packages).
+absl::StatusOr<Record> Pack(LedgerTx& tx, const v1::PackRequest& req, bool report = true) {
   auto rec = LoadForWrite(tx, req.fulfilment_id());
   if (!rec.ok()) return rec.status();
   Record& r = *rec;
@@ -763,7 +767,7 @@ absl::StatusOr<Record> Pack(LedgerTx& tx, const v1::PackRequest& req) {
     ins->exec();
     *r.f.add_packages() = std::move(p);
   }
-  Commit(tx, r, "packed", "");
+  Commit(tx, r, "packed", "", report);
   return r;
 }
 
@@ -774,7 +778,7 @@ absl::StatusOr<Record> Ship(LedgerTx& tx, const v1::ShipRequest& req) {
     v1::PackRequest pack;
     pack.set_fulfilment_id(req.fulfilment_id());
     *pack.mutable_packages() = req.packages();
-    if (auto packed = Pack(tx, pack); !packed.ok()) return packed.status();
+    if (auto packed = Pack(tx, pack, /*report=*/false); !packed.ok()) return packed.status();
   }
   auto rec = LoadForWrite(tx, req.fulfilment_id());
   if (!rec.ok()) return rec.status();

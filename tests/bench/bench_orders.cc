@@ -1,7 +1,8 @@
 // bench_orders: orders per second through the whole flow on this machine, with real processes:
 // a depot-central and two depot-nodes (durable SQLite, loopback gRPC sync), driven over HTTP.
 //   capture at central (routed by region to one of the two sites, released through the feed)
-//   -> accepted and reserved at the node -> wave -> pick (one scan per pick task) -> pack -> ship
+//   -> accepted and reserved at the node -> wave (a planner per node) -> pick (one scan per pick
+//   task, by picker threads) -> pack and ship in one step
 //   -> the shipment event reaches central, which shows the order shipped.
 // Capture clients and node workers run concurrently (as a web shop and warehouse terminals
 // would); the figure is orders shipped-at-central per second from the first capture to the last
@@ -12,6 +13,8 @@
 // Exit status: 0 when every order shipped and no request failed, 1 otherwise, 2 on usage.
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -44,8 +47,8 @@ constexpr int kBins = 10;
 
 struct Options {
   int orders = 20000;
-  int capture_threads = 4;
-  int node_threads = 3;   // per node
+  int capture_threads = 8;
+  int node_threads = 8;   // pickers per node (plus one wave planner)
   bool quick = false;
 };
 
@@ -260,59 +263,90 @@ int Main(int argc, char** argv) {
       }
     });
   }
+  // Per node, as on a warehouse floor: one wave planner releases a wave of what is waiting every
+  // few milliseconds, and pickers take one order each from the open waves: they scan every pick
+  // task of it and then ship it at a pack-and-ship station (ShipRequest with the package).
+  struct Work {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<std::vector<v1::PickTask>> orders;  // the pick tasks of one fulfilment each
+  };
+  std::vector<std::unique_ptr<Work>> work;
   for (auto& node : nodes) {
+    work.push_back(std::make_unique<Work>());
+    Work* wk = work.back().get();
+    threads.emplace_back([&, wk, url = node->url()] {  // the wave planner
+      Caller h(url);
+      v1::CreateWaveRequest wr;
+      wr.set_max_orders(200);
+      const std::string wave_body = MessageToJson(wr);
+      while (!stop) {
+        std::string answer;
+        int status = h.Send("POST", "/v1/waves", wave_body, &answer, &wave);
+        if (status == 409) {  // nothing released right now: look again a little later
+          ++empty_waves;
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+          continue;
+        }
+        v1::Wave w;
+        if (status / 100 != 2 || !JsonToMessage(answer, &w).ok()) {
+          wave.Fail(absl::StrCat("wave -> ", status, " ", answer));
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+          continue;
+        }
+        ++waves;
+        std::map<std::string, std::vector<v1::PickTask>> by_order;
+        for (const auto& t : w.tasks()) by_order[t.fulfilment_id()].push_back(t);
+        {
+          std::lock_guard<std::mutex> l(wk->mu);
+          for (auto& [fid, tasks] : by_order) wk->orders.push_back(std::move(tasks));
+        }
+        wk->cv.notify_all();
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      wk->cv.notify_all();
+    });
     for (int t = 0; t < o.node_threads; ++t) {
-      threads.emplace_back([&, url = node->url()] {
+      threads.emplace_back([&, wk, url = node->url()] {  // a picker
         Caller h(url);
-        v1::CreateWaveRequest wr;
-        wr.set_max_orders(50);
-        const std::string wave_body = MessageToJson(wr);
-        while (!stop) {
+        for (;;) {
+          std::vector<v1::PickTask> tasks;
+          {
+            std::unique_lock<std::mutex> l(wk->mu);
+            wk->cv.wait_for(l, std::chrono::milliseconds(50),
+                            [&] { return stop || !wk->orders.empty(); });
+            if (wk->orders.empty()) {
+              if (stop) return;
+              continue;
+            }
+            tasks = std::move(wk->orders.front());
+            wk->orders.pop_front();
+          }
           std::string answer;
-          int status = h.Send("POST", "/v1/waves", wave_body, &answer, nullptr);
-          if (status == 409) {  // nothing released right now: look again a little later
-            ++empty_waves;
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
-            continue;
-          }
-          ++waves;
-          if (status / 100 != 2) {
-            wave.Fail(absl::StrCat("wave -> ", status, " ", answer));
-            std::this_thread::sleep_for(std::chrono::milliseconds(50));
-            continue;
-          }
-          v1::Wave w;
-          if (!JsonToMessage(answer, &w).ok()) {
-            wave.Fail("cannot parse wave " + answer);
-            continue;
-          }
-          for (const auto& task : w.tasks()) {
+          for (const auto& task : tasks) {
             v1::PickRequest p;
             p.set_fulfilment_id(task.fulfilment_id());
             p.set_bin(task.bin());
             p.set_item(task.sku());
             p.set_lot(task.lot());
             p.set_quantity(task.quantity());
-            status = h.Send("POST", "/v1/picks", MessageToJson(p), &answer, &pick);
+            int status = h.Send("POST", "/v1/picks", MessageToJson(p), &answer, &pick);
             if (status / 100 != 2) pick.Fail(absl::StrCat("pick -> ", status, " ", answer));
           }
-          for (const auto& fid : w.fulfilment_ids()) {
-            // A pack-and-ship station: one scan packs and ships (ShipRequest.packages).
-            v1::ShipRequest sr;
-            auto* pkg = sr.add_packages();
-            pkg->set_weight_g(500);
-            pkg->set_length_mm(200);
-            pkg->set_width_mm(150);
-            pkg->set_height_mm(100);
-            sr.set_fulfilment_id(fid);
-            sr.set_carrier("UPS");
-            sr.set_tracking("1Z" + fid);
-            status = h.Send("POST", "/v1/shipments", MessageToJson(sr), &answer, &ship);
-            if (status / 100 != 2) {
-              ship.Fail(absl::StrCat("ship -> ", status, " ", answer));
-            } else {
-              ++shipped_at_nodes;
-            }
+          v1::ShipRequest sr;
+          auto* pkg = sr.add_packages();
+          pkg->set_weight_g(500);
+          pkg->set_length_mm(200);
+          pkg->set_width_mm(150);
+          pkg->set_height_mm(100);
+          sr.set_fulfilment_id(tasks.front().fulfilment_id());
+          sr.set_carrier("UPS");
+          sr.set_tracking("1Z" + tasks.front().fulfilment_id());
+          int status = h.Send("POST", "/v1/shipments", MessageToJson(sr), &answer, &ship);
+          if (status / 100 != 2) {
+            ship.Fail(absl::StrCat("ship -> ", status, " ", answer));
+          } else {
+            ++shipped_at_nodes;
           }
         }
       });
@@ -355,7 +389,8 @@ int Main(int argc, char** argv) {
       absl::StrCat(o.capture_threads, " capture clients"));
   StepRow("capture", capture);
   Row("waves (and empty wave requests)", absl::StrCat(waves.load(), " (", empty_waves.load(), ")"),
-      absl::StrCat(o.node_threads, " workers per node, at most 50 orders a wave"));
+      absl::StrCat("1 planner + ", o.node_threads, " pickers per node, <= 200 orders a wave"));
+  StepRow("wave", wave);
   StepRow("pick", pick);
   StepRow("pack+ship", ship);
   for (const auto& row : kpis.by_channel()) {
