@@ -727,30 +727,6 @@ absl::Status Ledger::Impl::BuildConsume(const v1::Sku& sku, const v1::ConsumeReq
   return absl::OkStatus();
 }
 
-namespace {
-
-std::string RequestIdOf(const v1::Operation& op) {
-  switch (op.op_case()) {
-    case v1::Operation::kReceipt: return op.receipt().request_id();
-    case v1::Operation::kMove: return op.move().request_id();
-    case v1::Operation::kAdjust: return op.adjust().request_id();
-    case v1::Operation::kScrap: return op.scrap().request_id();
-    case v1::Operation::kReserve: return op.reserve().request_id();
-    case v1::Operation::kRelease: return op.release().request_id();
-    case v1::Operation::kConsume: return op.consume().request_id();
-    case v1::Operation::kWave: return op.wave().request_id();
-    case v1::Operation::kPick: return op.pick().request_id();
-    case v1::Operation::kShortPick: return op.short_pick().request_id();
-    case v1::Operation::kPack: return op.pack().request_id();
-    case v1::Operation::kShip: return op.ship().request_id();
-    case v1::Operation::kLocalOrder: return op.local_order().request_id();
-    case v1::Operation::kHandOut: return op.hand_out().request_id();
-    default: return "";
-  }
-}
-
-}  // namespace
-
 // The fulfilment module's view of the open write transaction (node/fulfilment.h).
 class TxHandle final : public LedgerTx {
  public:
@@ -1823,6 +1799,26 @@ absl::Status Ledger::RestoreFromBackup(const std::string& backup_path,
     return db::FromException(e);
   }
   return absl::OkStatus();
+}
+
+std::string RequestIdOf(const v1::Operation& op) {
+  switch (op.op_case()) {
+    case v1::Operation::kReceipt: return op.receipt().request_id();
+    case v1::Operation::kMove: return op.move().request_id();
+    case v1::Operation::kAdjust: return op.adjust().request_id();
+    case v1::Operation::kScrap: return op.scrap().request_id();
+    case v1::Operation::kReserve: return op.reserve().request_id();
+    case v1::Operation::kRelease: return op.release().request_id();
+    case v1::Operation::kConsume: return op.consume().request_id();
+    case v1::Operation::kWave: return op.wave().request_id();
+    case v1::Operation::kPick: return op.pick().request_id();
+    case v1::Operation::kShortPick: return op.short_pick().request_id();
+    case v1::Operation::kPack: return op.pack().request_id();
+    case v1::Operation::kShip: return op.ship().request_id();
+    case v1::Operation::kLocalOrder: return op.local_order().request_id();
+    case v1::Operation::kHandOut: return op.hand_out().request_id();
+    default: return "";
+  }
 }
 
 }  // namespace depot::node

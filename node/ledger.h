@@ -52,6 +52,9 @@ struct WriteItem {
   const v1::Operation* operation;
 };
 
+// The operation's client idempotency key (its request_id), "" when none was given.
+std::string RequestIdOf(const v1::Operation& op);
+
 class Ledger {
  public:
   static absl::StatusOr<std::unique_ptr<Ledger>> Open(const LedgerOptions& options);

@@ -1233,26 +1233,6 @@ v1::Operation Sim::RandomOperation(NodeSim& n) {
   return op;
 }
 
-std::string RequestIdOf(const v1::Operation& op) {
-  switch (op.op_case()) {
-    case v1::Operation::kReceipt: return op.receipt().request_id();
-    case v1::Operation::kMove: return op.move().request_id();
-    case v1::Operation::kAdjust: return op.adjust().request_id();
-    case v1::Operation::kScrap: return op.scrap().request_id();
-    case v1::Operation::kReserve: return op.reserve().request_id();
-    case v1::Operation::kRelease: return op.release().request_id();
-    case v1::Operation::kConsume: return op.consume().request_id();
-    case v1::Operation::kWave: return op.wave().request_id();
-    case v1::Operation::kPick: return op.pick().request_id();
-    case v1::Operation::kShortPick: return op.short_pick().request_id();
-    case v1::Operation::kPack: return op.pack().request_id();
-    case v1::Operation::kShip: return op.ship().request_id();
-    case v1::Operation::kLocalOrder: return op.local_order().request_id();
-    case v1::Operation::kHandOut: return op.hand_out().request_id();
-    default: return "";
-  }
-}
-
 void Sim::ApplyOps(NodeSim& n, const std::vector<v1::Operation>& ops, const std::string& what) {
   RequestContext ctx{StrCat("op-", n.id), "sim"};
   const uint64_t before = n.ledger->LastSeq();
@@ -1299,7 +1279,7 @@ void Sim::ApplyOps(NodeSim& n, const std::vector<v1::Operation>& ops, const std:
                        " fulfilments, ", r->wave().tasks_size(), " tasks)");
     }
     Trace(line + "ok seq " + absl::StrJoin(seqs, ",") + outcome);
-    if (!RequestIdOf(ops[i]).empty()) {
+    if (!node::RequestIdOf(ops[i]).empty()) {
       n.requests.push_back({ops[i], r->movements_size() > 0 ? r->movements(0).seq() : 0,
                             n.ledger->LastEventSeq()});
     }
@@ -1323,7 +1303,7 @@ void Sim::ReplayRequest(NodeSim& n) {
   std::string line = StrCat(n.id, " REPLAY ", DescribeOp(op), " -> ");
   if (!r.ok()) {
     Trace(line + StatusText(r.status()));
-    Fail(StrCat(n.id, ": replaying request ", RequestIdOf(op),
+    Fail(StrCat(n.id, ": replaying request ", node::RequestIdOf(op),
                 " failed: ", StatusText(r.status())));
     return;
   }
@@ -1333,7 +1313,7 @@ void Sim::ReplayRequest(NodeSim& n) {
       n.ledger->LastEventSeq() != events_before ||
       (r->movements_size() > 0 && r->movements(0).seq() != first_seq) ||
       (r->movements_size() == 0 && first_seq != 0)) {
-    Fail(StrCat(n.id, ": replaying request ", RequestIdOf(op),
+    Fail(StrCat(n.id, ": replaying request ", node::RequestIdOf(op),
                 " wrote again or returned another result"));
   }
 }
