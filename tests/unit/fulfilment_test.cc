@@ -38,15 +38,7 @@ struct Fixture : testing::LedgerFixture {
   void Receive(const std::string& sku, const std::string& bin, int64_t qty,
                const std::string& lot = "", const std::string& expiry = "",
                std::vector<std::string> serials = {}) {
-    v1::Operation op;
-    auto* r = op.mutable_receipt();
-    r->set_sku(sku);
-    r->set_bin(bin);
-    r->set_quantity(qty);
-    r->set_lot(lot);
-    r->set_expiry(expiry);
-    for (auto& s : serials) r->add_serials(s);
-    auto res = Apply(op);
+    auto res = LedgerFixture::Receive(sku, bin, qty, lot, expiry, std::move(serials));
     INFO(res.status().ToString());
     REQUIRE(res.ok());
   }

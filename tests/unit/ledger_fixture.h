@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "common/clock.h"
 #include "common/request_context.h"
@@ -33,6 +34,21 @@ struct LedgerFixture {
   ~LedgerFixture() {
     ledger.reset();
     std::filesystem::remove_all(dir);
+  }
+  // A receipt into bin (lot, expiry and serials as the SKU's tracking needs).
+  absl::StatusOr<v1::OperationResult> Receive(const std::string& sku, const std::string& bin,
+                                              int64_t qty, const std::string& lot = "",
+                                              const std::string& expiry = "",
+                                              std::vector<std::string> serials = {}) {
+    v1::Operation op;
+    auto* r = op.mutable_receipt();
+    r->set_sku(sku);
+    r->set_bin(bin);
+    r->set_quantity(qty);
+    r->set_lot(lot);
+    r->set_expiry(expiry);
+    for (auto& s : serials) r->add_serials(s);
+    return ledger->Apply(ctx, op);
   }
   // Closes and reopens the same database (a restart).
   void Reopen() {

@@ -29,20 +29,6 @@ constexpr const char* kBins = "code,zone,walk_order\nA1,A,1\nA2,A,2\nB1,B,3\n";
 struct Fixture : testing::LedgerFixture {
 
   Fixture() : LedgerFixture("depot-ledger-", kSkus, kBins, "alice") {}
-  absl::StatusOr<v1::OperationResult> Receive(const std::string& sku, const std::string& bin,
-                                              int64_t qty, const std::string& lot = "",
-                                              const std::string& expiry = "",
-                                              std::vector<std::string> serials = {}) {
-    v1::Operation op;
-    auto* r = op.mutable_receipt();
-    r->set_sku(sku);
-    r->set_bin(bin);
-    r->set_quantity(qty);
-    r->set_lot(lot);
-    r->set_expiry(expiry);
-    for (auto& s : serials) r->add_serials(s);
-    return ledger->Apply(ctx, op);
-  }
   absl::StatusOr<v1::OperationResult> Reserve(const std::string& sku, const std::string& ref,
                                               int64_t qty) {
     v1::Operation op;
