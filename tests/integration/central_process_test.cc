@@ -45,15 +45,14 @@ namespace {
 
 TEST_CASE("central feeds master data to two nodes and mirrors their stock",
           "[integration][central]") {
-  const std::string dir = TestDir("depot-central-basic-");
-  auto central = StartCentral(dir);
-  ImportMasterData(*central, dir, {"S1", "S2"});
-  auto n1 = StartNode(dir, "S1", *central);
-  auto n2 = StartNode(dir, "S2", *central);
+  Cluster cl("depot-central-basic-", [](const CentralProcess& c, const std::string& d) {
+    ImportMasterData(c, d, {"S1", "S2"});
+  });
+  const std::string& dir = cl.dir;
+  auto& central = cl.central;
+  auto& n1 = cl.s1;
+  auto& n2 = cl.s2;
   Http c(central->url()), h1(n1->url()), h2(n2->url());
-
-  WaitForMasterData(h1);
-  WaitForMasterData(h2);
   for (Http* n : {&h1, &h2}) {
     for (const char* kind : {"skus", "bins"}) {
       auto r = n->Send("POST", absl::StrCat("/v1/import/", kind),
@@ -165,14 +164,13 @@ TEST_CASE("central feeds master data to two nodes and mirrors their stock",
 
 TEST_CASE("nodes keep working while central is down and converge after it restarts",
           "[integration][central]") {
-  const std::string dir = TestDir("depot-central-crash-");
-  auto central = StartCentral(dir);
-  ImportMasterData(*central, dir, {"S1", "S2"});
-  auto n1 = StartNode(dir, "S1", *central);
-  auto n2 = StartNode(dir, "S2", *central);
+  Cluster cl("depot-central-crash-", [](const CentralProcess& c, const std::string& d) {
+    ImportMasterData(c, d, {"S1", "S2"});
+  });
+  auto& central = cl.central;
+  auto& n1 = cl.s1;
+  auto& n2 = cl.s2;
   Http c(central->url()), h1(n1->url()), h2(n2->url());
-  WaitForMasterData(h1);
-  WaitForMasterData(h2);
   h1.WriteOk("/v1/receipts", Receipt(sample::kPlain, sample::kBinA1, 5));
   h2.WriteOk("/v1/receipts", Receipt(sample::kPlain, sample::kBinA1, 5));
   RequireConverged(c, h1, "S1");

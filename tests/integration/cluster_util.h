@@ -243,4 +243,24 @@ inline v1::NodeInfo FindNode(const v1::ListNodesResponse& nodes, const std::stri
   return {};
 }
 
+// A depot-central with master data (imported by `import`) and nodes S1 and S2 connected to it,
+// each holding central's master data (the five sample SKUs and three bins) when constructed.
+struct Cluster {
+  std::string dir;
+  std::unique_ptr<CentralProcess> central;
+  std::unique_ptr<NodeProcess> s1, s2;
+
+  Cluster(const std::string& prefix,
+          const std::function<void(const CentralProcess&, const std::string& dir)>& import)
+      : dir(TestDir(prefix)) {
+    central = StartCentral(dir);
+    import(*central, dir);
+    s1 = StartNode(dir, "S1", *central);
+    s2 = StartNode(dir, "S2", *central);
+    Http h1(s1->url()), h2(s2->url());
+    WaitForMasterData(h1);
+    WaitForMasterData(h2);
+  }
+};
+
 }  // namespace depot::testing

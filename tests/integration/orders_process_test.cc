@@ -200,28 +200,14 @@ bool HasException(Http& central, const std::string& kind, const std::string& ord
   return list.exceptions_size() > 0;
 }
 
-// The cluster every test case starts with: central with master data, S1 and S2 connected.
-struct Cluster {
-  std::string dir;
-  std::unique_ptr<CentralProcess> central;
-  std::unique_ptr<NodeProcess> s1, s2;
-
-  explicit Cluster(const std::string& prefix) : dir(TestDir(prefix)) {
-    central = StartCentral(dir);
-    ImportOrderMasterData(*central, dir);
-    s1 = StartNode(dir, "S1", *central);
-    s2 = StartNode(dir, "S2", *central);
-    Http h1(s1->url()), h2(s2->url());
-    WaitForMasterData(h1);
-    WaitForMasterData(h2);
-  }
-};
+// The cluster every test case starts with: central with the order master data, S1 and S2.
+Cluster OrderCluster(const std::string& prefix) { return Cluster(prefix, ImportOrderMasterData); }
 
 // ---------------------------------------------------------------------------------------------
 
 TEST_CASE("an order is captured, routed, picked, packed and shipped, and central sees it shipped",
           "[integration][orders]") {
-  Cluster cl("depot-orders-flow-");
+  Cluster cl = OrderCluster("depot-orders-flow-");
   Http c(cl.central->url()), h1(cl.s1->url()), h2(cl.s2->url());
   h1.WriteOk("/v1/receipts", Receipt(sample::kPlain, sample::kBinA2, 10));
   h1.WriteOk("/v1/receipts", Receipt(sample::kPlain, sample::kBinA1, 5));
@@ -371,7 +357,7 @@ TEST_CASE("an order is captured, routed, picked, packed and shipped, and central
 
 TEST_CASE("orders flow while the node and central are offline for parts of the flow",
           "[integration][orders]") {
-  Cluster cl("depot-orders-offline-");
+  Cluster cl = OrderCluster("depot-orders-offline-");
   Http c(cl.central->url()), h1(cl.s1->url());
   h1.WriteOk("/v1/receipts", Receipt(sample::kPlain, sample::kBinA1, 10));
   RequireConverged(c, h1, "S1");
@@ -403,7 +389,7 @@ TEST_CASE("orders flow while the node and central are offline for parts of the f
 }
 
 TEST_CASE("cancel racing ship: the node decides, in both orders", "[integration][orders]") {
-  Cluster cl("depot-orders-cancel-");
+  Cluster cl = OrderCluster("depot-orders-cancel-");
   Http c(cl.central->url()), h1(cl.s1->url());
   h1.WriteOk("/v1/receipts", Receipt(sample::kPlain, sample::kBinA1, 10));
   RequireConverged(c, h1, "S1");
@@ -472,7 +458,7 @@ TEST_CASE("cancel racing ship: the node decides, in both orders", "[integration]
 
 TEST_CASE("a short pick hands the rest back to central, which re-routes it to the other site",
           "[integration][orders]") {
-  Cluster cl("depot-orders-short-");
+  Cluster cl = OrderCluster("depot-orders-short-");
   Http c(cl.central->url()), h1(cl.s1->url()), h2(cl.s2->url());
   h1.WriteOk("/v1/receipts", Receipt(sample::kPlain, sample::kBinA1, 5));
   h2.WriteOk("/v1/receipts", Receipt(sample::kPlain, sample::kBinB1, 5));
@@ -543,7 +529,7 @@ TEST_CASE("a short pick hands the rest back to central, which re-routes it to th
 
 TEST_CASE("bad orders and out-of-order actions are refused and change nothing",
           "[integration][orders]") {
-  Cluster cl("depot-orders-bad-");
+  Cluster cl = OrderCluster("depot-orders-bad-");
   Http c(cl.central->url()), h1(cl.s1->url());
   h1.WriteOk("/v1/receipts", Receipt(sample::kPlain, sample::kBinA1, 10));
   RequireConverged(c, h1, "S1");
