@@ -208,15 +208,18 @@ absl::Status CentralSyncEngine::ApplyBatch(Session& s, const v1::EventBatch& bat
     run.push_back(&it->second);
     ++it;
   }
+  bool answered = false;  // a rights event may have put an answer into this node's feed
   if (!run.empty()) {
     auto mark = store_->ApplyEvents(s.node_id, s.epoch, run);
     if (!mark.ok()) return mark.status();
     s.mark = *mark;
     s.held.erase(s.held.begin(), s.held.upper_bound(s.mark));
+    for (const v1::Event* e : run) answered = answered || e->has_rights();
   }
   v1::CentralMessage ack;
   ack.mutable_ack()->set_applied_seq(s.mark);
   out->push_back(std::move(ack));
+  if (answered) PumpFeedLocked(s, out);
   return absl::OkStatus();
 }
 

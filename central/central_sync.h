@@ -6,7 +6,9 @@
 // Contract:
 // - An event is applied only when its seq is the node's mark + 1 (in the same transaction as
 //   its effects and the new mark); duplicates are dropped; events after a gap are held back in
-//   memory (bounded) until the gap fills. Every batch is answered with the current mark.
+//   memory (bounded) until the gap fills. Every batch is answered with the current mark; when
+//   it carried rights events (Event.rights), the feed is pumped right after the ack, so central's
+//   answer to a rights request goes out at once.
 // - Hello from an unregistered node: NotFound; from a retired (stale) epoch, a database behind
 //   central's mark, or an epoch change without restore information: FailedPrecondition. Each
 //   refusal adds an entry to the exception list. A restore (new epoch naming the current one as

@@ -63,7 +63,8 @@ bool ParseInt(const std::string& v, int64_t* out) {
 
 absl::StatusOr<std::vector<CsvRow<v1::Channel>>> ParseChannels(std::string_view text) {
   auto table = csv::Table::FromText(
-      text, {"id"}, {"id", "name", "site_priority", "allow_split", "review_above_cents"});
+      text, {"id"},
+      {"id", "name", "site_priority", "allow_split", "review_above_cents", "listing_buffer"});
   if (!table.ok()) return table.status();
   Errors errors;
   std::map<std::string, int> seen;
@@ -102,6 +103,12 @@ absl::StatusOr<std::vector<CsvRow<v1::Channel>>> ParseChannels(std::string_view 
                                   "' is not an integer >= 0"));
     }
     c.set_review_above_cents(review);
+    int64_t buffer = 0;
+    if (!ParseInt(table->Get(row, "listing_buffer"), &buffer) || buffer < 0) {
+      errors.Add(row.line, StrCat("listing_buffer: '", table->Get(row, "listing_buffer"),
+                                  "' is not an integer >= 0"));
+    }
+    c.set_listing_buffer(buffer);
     out.push_back({row.line, std::move(c)});
   }
   if (auto s = errors.Status(); !s.ok()) return s;

@@ -20,7 +20,8 @@ struct CsvRow {
 
 // Columns: id (required), name, site_priority (site ids separated by '|', in order of
 // preference; empty = every site), allow_split (true/false/yes/no/1/0), review_above_cents
-// (>= 0; 0 = never review).
+// (>= 0; 0 = never review), listing_buffer (>= 0, default 0: units held back from the channel's
+// published listing quantity).
 absl::StatusOr<std::vector<CsvRow<v1::Channel>>> ParseChannels(std::string_view text);
 
 // Columns: kit_sku, component_sku, quantity (all required; quantity > 0). A kit's rows keep

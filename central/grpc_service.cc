@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "central/central_rights.h"
 #include "central/orders.h"
 #include "depot/v1/central.grpc.pb.h"
 #include "depot/v1/orders.grpc.pb.h"
@@ -412,6 +413,39 @@ class OrdersGrpcService final : public v1::Orders::Service {
   OrderService* const orders_;
 };
 
+class RightsGrpcService final : public v1::Rights::Service {
+ public:
+  explicit RightsGrpcService(RightsService* rights) : rights_(rights) {}
+
+  grpc::Status List(grpc::ServerContext*, const v1::ListRightsRequest* request,
+                    v1::ListRightsResponse* response) override {
+    return Reply(rights_->List(*request), response);
+  }
+  grpc::Status History(grpc::ServerContext*, const v1::RightsHistoryRequest* request,
+                       v1::RightsHistoryResponse* response) override {
+    return Reply(rights_->History(*request), response);
+  }
+  grpc::Status Release(grpc::ServerContext* ctx, const v1::ReleaseRightsRequest* request,
+                       v1::CentralRights* response) override {
+    return Reply(rights_->Release(*request, OperatorOf(ctx)), response);
+  }
+  grpc::Status ListPolicies(grpc::ServerContext*, const v1::ListPoliciesRequest*,
+                            v1::ListPoliciesResponse* response) override {
+    return Reply(rights_->ListPolicies(), response);
+  }
+  grpc::Status SetPolicy(grpc::ServerContext* ctx, const v1::RightsPolicy* request,
+                         v1::RightsPolicy* response) override {
+    return Reply(rights_->SetPolicy(*request, OperatorOf(ctx)), response);
+  }
+  grpc::Status Listings(grpc::ServerContext*, const v1::ListingsRequest* request,
+                        v1::ListingsResponse* response) override {
+    return Reply(rights_->Listings(*request), response);
+  }
+
+ private:
+  RightsService* const rights_;
+};
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -422,11 +456,13 @@ class GrpcServer::Impl {
   Impl(CentralService* service, const GrpcServerOptions& options)
       : sync_(service, options), central_(service) {
     if (service->orders()) orders_ = std::make_unique<OrdersGrpcService>(service->orders());
+    if (service->rights()) rights_ = std::make_unique<RightsGrpcService>(service->rights());
   }
 
   NodeSyncService sync_;
   CentralGrpcService central_;
   std::unique_ptr<OrdersGrpcService> orders_;
+  std::unique_ptr<RightsGrpcService> rights_;
   std::unique_ptr<grpc::Server> server_;
   uint16_t port_ = 0;
   std::once_flag stopped_;
@@ -448,6 +484,7 @@ absl::StatusOr<std::unique_ptr<GrpcServer>> GrpcServer::Start(const GrpcServerOp
   builder.RegisterService(&impl->sync_);
   builder.RegisterService(&impl->central_);
   if (impl->orders_) builder.RegisterService(impl->orders_.get());
+  if (impl->rights_) builder.RegisterService(impl->rights_.get());
   builder.SetMaxReceiveMessageSize(64 << 20);
   // Nodes ping every 10 s to detect dead connections; allow it even without calls in flight.
   builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);

@@ -1,7 +1,8 @@
 // depot-central's network doors onto its engines: the operations of service Central as plain calls
 // (CentralService, shared by the gRPC service and the HTTP API so one operation has one code
 // path) and the gRPC server that carries service NodeSync (the node <-> central stream, see
-// docs/SYNC.md), service Central and service Orders (central/orders.h).
+// docs/SYNC.md), service Central, service Orders (central/orders.h) and service Rights
+// (central/central_rights.h).
 //
 // gRPC is an implementation detail of grpc_service.cc and is not included by this header.
 #pragma once
@@ -23,6 +24,7 @@
 namespace depot::central {
 
 class OrderService;
+class RightsService;
 
 // The Central API (proto/depot/v1/central.proto) over the store and the sync engine.
 // Thread-safe. Errors: InvalidArgument for bad requests; otherwise the store's status.
@@ -35,6 +37,10 @@ class CentralService {
   // HTTP API answer UNIMPLEMENTED). Call before the servers start. orders must outlive this.
   void AttachOrders(OrderService* orders) { orders_ = orders; }
   OrderService* orders() const { return orders_; }
+  // Wires the selling-rights operations (central/central_rights.h) the same way: without them
+  // service Rights is not registered and /v1/rights, /v1/listings answer UNIMPLEMENTED.
+  void AttachRights(RightsService* rights) { rights_ = rights; }
+  RightsService* rights() const { return rights_; }
 
   // kind must be skus, sites, bins, channels or kits; all rows or none. Slow for big files: call
   // it off I/O threads.
@@ -81,6 +87,7 @@ class CentralService {
   CentralSyncEngine* engine_;
   const Clock* clock_;
   OrderService* orders_ = nullptr;
+  RightsService* rights_ = nullptr;
   std::atomic<uint64_t> events_applied_{0};
   mutable std::mutex feed_mu_;
   std::condition_variable feed_cv_;
@@ -96,9 +103,10 @@ struct GrpcServerOptions {
   int64_t idle_timeout_ms = 30000;        // close a stream that sent nothing this long
 };
 
-// The running gRPC server: services NodeSync, Central and (when CentralService has an order
-// service) Orders, the standard health service (grpc.health.v1, serving) and server reflection.
-// Order writes record the operator from the call's "x-depot-operator" metadata when present.
+// The running gRPC server: services NodeSync, Central, (when CentralService has an order
+// service) Orders and (when it has the rights operations) Rights, the standard health service
+// (grpc.health.v1, serving) and server reflection. Order and rights writes record the operator
+// from the call's "x-depot-operator" metadata when present.
 //
 // NodeSync.Sync: the first message must be a Hello (else INVALID_ARGUMENT); a refusal by the
 // engine ends the RPC with the engine's status (NOT_FOUND, FAILED_PRECONDITION, ...). After that

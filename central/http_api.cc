@@ -10,7 +10,9 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "central/central_rights.h"
 #include "central/orders.h"
+#include "google/protobuf/struct.pb.h"
 #include "common/http_json.h"
 #include "common/json.h"
 #include "common/order_state.h"
@@ -91,6 +93,7 @@ class CentralHttpApi::Impl {
 
   void HandleOrders(Request&& req, Responder respond);
   void HandleExceptionAction(Request&& req, Responder respond);
+  void HandleRights(Request&& req, Responder respond);
 
   CentralService* service_;
   metrics::Registry* registry_;
@@ -149,6 +152,9 @@ void CentralHttpApi::Impl::Handle(Request&& req, Responder respond) {
   }
   if (p == "/v1/orders" || p.starts_with("/v1/orders/") || p == "/v1/kpis") {
     return HandleOrders(std::move(req), std::move(respond));
+  }
+  if (p == "/v1/rights" || p.starts_with("/v1/rights/") || p == "/v1/listings") {
+    return HandleRights(std::move(req), std::move(respond));
   }
   if (p.starts_with("/v1/import/")) {
     respond = Measured("/v1/import", std::move(respond));
@@ -299,6 +305,102 @@ void CentralHttpApi::Impl::HandleOrders(Request&& req, Responder respond) {
   if (auto s = JsonToMessage(req.body, &q); !s.ok()) return respond(http::ErrorResponse(s));
   q.set_order_id(id);
   orders->ConfirmDeliveryAsync(std::move(q), *op, order_reply(std::move(respond)));
+}
+
+// Selling rights and listings: reads on the read worker, writes (release, policy) on the write
+// worker; both run RightsService's operations.
+void CentralHttpApi::Impl::HandleRights(Request&& req, Responder respond) {
+  const std::string& m = req.method;
+  const std::string& p = req.path;
+  RightsService* rights = service_->rights();
+  auto not_allowed = [&](Responder& r) {
+    r(http::ErrorResponse(405, "METHOD_NOT_ALLOWED", absl::StrCat(m, " is not allowed on ", p)));
+  };
+  auto unimplemented = [](Responder& r) {
+    r(http::ErrorResponse(absl::UnimplementedError("no selling rights at this central")));
+  };
+  auto operator_id = [&]() -> absl::StatusOr<std::string> {
+    auto ctx = ContextFromOperatorHeader(req.Header(kOperatorHeader), req.remote);
+    if (!ctx.ok()) return ctx.status();
+    return ctx->operator_id;
+  };
+  auto read = [&](const std::string& route, auto fn) {
+    respond = Measured(route, std::move(respond));
+    if (m != "GET") return not_allowed(respond);
+    if (!rights) return unimplemented(respond);
+    read_worker_.Post([rights, fn = std::move(fn), respond = std::move(respond)]() mutable {
+      fn(rights, respond);
+    });
+  };
+
+  if (p == "/v1/rights") {
+    v1::ListRightsRequest q;
+    q.set_site(req.Query("site").value_or(""));
+    q.set_sku(req.Query("sku").value_or(""));
+    return read(p, [q](RightsService* r, Responder& respond) { Reply(r->List(q), respond); });
+  }
+  if (p == "/v1/rights/history") {
+    v1::RightsHistoryRequest q;
+    q.set_site(req.Query("site").value_or(""));
+    q.set_sku(req.Query("sku").value_or(""));
+    uint32_t limit = 0;
+    if (!QueryInt(req, "limit", &limit, respond)) return;
+    q.set_limit(limit);
+    return read(p, [q](RightsService* r, Responder& respond) { Reply(r->History(q), respond); });
+  }
+  if (p == "/v1/rights/verify") {
+    return read(p, [](RightsService* r, Responder& respond) {
+      auto v = r->Verify();
+      if (!v.ok()) return respond(http::ErrorResponse(v.status()));
+      google::protobuf::Struct out;
+      auto& fields = *out.mutable_fields();
+      fields["ok"].set_bool_value(v->empty());
+      auto* list = fields["violations"].mutable_list_value();
+      for (const std::string& s : *v) list->add_values()->set_string_value(s);
+      respond(http::JsonOk(out));
+    });
+  }
+  if (p == "/v1/listings") {
+    v1::ListingsRequest q;
+    q.set_channel(req.Query("channel").value_or(""));
+    return read(p, [q](RightsService* r, Responder& respond) { Reply(r->Listings(q), respond); });
+  }
+  if (p == "/v1/rights/policies") {
+    return read(p, [](RightsService* r, Responder& respond) { Reply(r->ListPolicies(), respond); });
+  }
+  if (p == "/v1/rights/release") {
+    respond = Measured(p, std::move(respond));
+    if (m != "POST") return not_allowed(respond);
+    if (!rights) return unimplemented(respond);
+    auto op = operator_id();
+    if (!op.ok()) return respond(http::ErrorResponse(op.status()));
+    v1::ReleaseRightsRequest q;
+    if (auto s = JsonToMessage(req.body, &q); !s.ok()) return respond(http::ErrorResponse(s));
+    return write_worker_.Post(
+        [rights, q = std::move(q), op = *op, respond = std::move(respond)]() mutable {
+          Reply(rights->Release(q, op), respond);
+        });
+  }
+  if (p.starts_with("/v1/rights/policies/")) {
+    auto [site, rest] = IdAndAction(p, "/v1/rights/policies/");
+    if (site.empty() || !rest.empty()) {
+      return respond(
+          http::ErrorResponse(404, "NOT_FOUND", absl::StrCat("no route for ", m, " ", p)));
+    }
+    respond = Measured("/v1/rights/policies/{site}", std::move(respond));
+    if (m != "PUT") return not_allowed(respond);
+    if (!rights) return unimplemented(respond);
+    auto op = operator_id();
+    if (!op.ok()) return respond(http::ErrorResponse(op.status()));
+    v1::RightsPolicy q;
+    if (auto s = JsonToMessage(req.body, &q); !s.ok()) return respond(http::ErrorResponse(s));
+    q.set_site(site);  // the path names the site
+    return write_worker_.Post(
+        [rights, q = std::move(q), op = *op, respond = std::move(respond)]() mutable {
+          Reply(rights->SetPolicy(q, op), respond);
+        });
+  }
+  respond(http::ErrorResponse(404, "NOT_FOUND", absl::StrCat("no route for ", m, " ", p)));
 }
 
 CentralHttpApi::CentralHttpApi(CentralService* service, metrics::Registry* registry)

@@ -1,8 +1,9 @@
 // depot-central: parses flags and wires the store, the sync engine, the order service, the gRPC
-// server (NodeSync, Central, Orders, health, reflection) and the JSON HTTP API.
+// server (NodeSync, Central, Orders, Rights, health, reflection) and the JSON HTTP API.
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "central/central_rights.h"
 #include "central/central_sync.h"
 #include "central/grpc_service.h"
 #include "central/http_api.h"
@@ -54,6 +55,9 @@ int main(int argc, char** argv) {
       store->get(), &depot::SystemClock(), [&engine] { return engine.OnlineNodes(); },
       [&service] { service.FeedChanged(); });
   service.AttachOrders(&orders);
+  depot::central::RightsService rights(store->get(), &depot::SystemClock(),
+                                       [&service] { service.FeedChanged(); });
+  service.AttachRights(&rights);
 
   auto grpc_server = depot::central::GrpcServer::Start(
       {.host = host, .port = static_cast<uint16_t>(grpc_port)}, &service);

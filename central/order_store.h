@@ -1,9 +1,12 @@
-// The storage seam of the order service (central/orders.*): channels, kits, orders, their
-// fulfilments, and the exception list's order fields. The order logic (capture, review, routing,
-// release, merging node updates, cancel, delivery) lives in central/orders.cc and runs against
-// OrderTx, one open write transaction; the SQLite store (central/sqlite_store.cc) implements both
-// interfaces over the same database as CentralStore, so an order change, its feed entries and its
-// exceptions commit together, and node updates merge in the same transaction as the event mark.
+// The storage seam of the order service (central/orders.*) and of central's selling rights
+// (central/central_rights.*): channels, kits, orders, their fulfilments, the exception list's
+// order fields, and central's rights book per (site, SKU) with its history and the sites' split
+// policies. The order logic (capture, review, routing, release, merging node updates, cancel,
+// delivery) lives in central/orders.cc and the rights rules in central/central_rights.cc; both run
+// against OrderTx, one open write transaction. The SQLite store (central/sqlite_store.cc)
+// implements both interfaces over the same database as CentralStore, so an order change, its
+// rights commitments, its feed entries and its exceptions commit together, and node updates and
+// rights events merge in the same transaction as the event mark.
 #pragma once
 
 #include <cstdint>
@@ -40,6 +43,27 @@ struct FulfilmentKpiFacts {
   int64_t units_shipped = 0;
 };
 
+// Central's rights book for one (site, SKU): the `rights` row (docs/SYNC.md "Selling rights",
+// rights.proto CentralRights). Conservation: central_rights == granted_total - released_total -
+// returned_total - consumed_total - written_off_total.
+struct RightsRow {
+  std::string site;
+  std::string sku;
+  int64_t central_rights = 0;     // granted and received, not released, consumed or written off
+  int64_t central_committed = 0;  // allocated to open fulfilments
+  int64_t granted_total = 0;
+  int64_t released_total = 0;         // back to the node: answers and planner releases
+  int64_t returned_total = 0;         // short units: back to the node as unassigned
+  int64_t consumed_total = 0;         // shipped
+  int64_t written_off_total = 0;      // after a loss
+  uint64_t grant_seq = 0;             // last grant seq applied
+  uint64_t release_seq = 0;           // last release seq sent
+  int64_t request_pending_units = 0;  // central asked the node (FeedEntry.rights_request) ...
+  int64_t request_at_ms = 0;          // ... at this time; 0 = no request waiting
+
+  int64_t Available() const { return central_rights - central_committed; }
+};
+
 // Reads and writes inside one open write transaction. Valid only during the callback it is handed
 // to; not thread-safe. Methods throw (std::exception) on storage failure: the transaction's owner
 // catches, rolls back and reports a Status, so exceptions never leave OrderStore / ApplyEvents.
@@ -55,9 +79,12 @@ class OrderTx {
   virtual std::optional<int64_t> SafetyStock(const std::string& sku) = 0;
   // Every site, by id (valid until the transaction ends).
   virtual const std::vector<v1::Site>& Sites() = 0;
-  // Mirror on hand, mirror reserved and units released-not-accepted of one SKU, by site (sites
-  // with nothing are absent). Indexed lookups.
-  virtual std::map<std::string, routing::StockFacts> StockOf(const std::string& sku) = 0;
+  // Central's rights and commitments of one SKU, by site (sites without a rights row are
+  // absent): what routing allocates against. Indexed lookup.
+  virtual std::map<std::string, routing::SiteRights> RightsOf(const std::string& sku) = 0;
+  // The mirror's sellable stock of one SKU by site: on hand (all lots) - reserved - safety stock
+  // (sites without a mirror row are absent; may be negative). Indexed lookups.
+  virtual std::map<std::string, int64_t> MirrorSellable(const std::string& sku) = 0;
 
   // Orders.
   // (order_id, request fingerprint) of the order captured for (channel, external_id).
@@ -70,15 +97,32 @@ class OrderTx {
   virtual std::optional<std::string> OrderOfFulfilment(const std::string& fulfilment_id) = 0;
   // Stores a new order (before == nullptr; fingerprint is kept for idempotency) or replaces one
   // (before = the order as loaded in this transaction). The implementation maintains its
-  // indexes from the difference: fulfilment rows (site, status), units released-not-accepted per
-  // (site, sku) (what StockOf reports as `released`), and the re-routing queue: needs_routing
-  // says whether the order has open units the re-routing pass should retry.
+  // indexes from the difference: fulfilment rows (site, status) and the re-routing queue:
+  // needs_routing says whether the order has open units the re-routing pass should retry.
   virtual void SaveOrder(const v1::Order& order, const v1::Order* before, uint64_t fingerprint,
                          bool needs_routing) = 0;
   // Appends to the site's feed (seq assigned here, gap-free per site).
   virtual void AppendFeed(const std::string& site, v1::FeedEntry entry) = 0;
   // A new exception entry (kind, node_id, message, at_ms, order_id, fulfilment_id, sku).
   virtual void AddException(const v1::ExceptionEntry& entry) = 0;
+  // (order_id, fulfilment_id) of the fulfilments at `site` that are not shipped, delivered or
+  // cancelled and have a line of `sku`, by order id. Reads order bodies: for rare events only.
+  virtual std::vector<std::pair<std::string, std::string>> OpenFulfilmentsWith(
+      const std::string& site, const std::string& sku) = 0;
+
+  // Selling rights (the rules are central/central_rights.h).
+  // The (site, sku) row; all counters 0 (site and sku set) when there is none yet.
+  virtual RightsRow LoadRights(const std::string& site, const std::string& sku) = 0;
+  // Inserts or replaces the row. node_book: the node's book from its latest rights event, or
+  // nullptr to keep the stored one.
+  virtual void SaveRights(const RightsRow& row, const v1::RightsBook* node_book) = 0;
+  // Appends a history row (its id is assigned here).
+  virtual void AddRightsHistory(const v1::RightsHistoryEntry& entry) = 0;
+  // The site's explicitly set policy, if any (defaults are derived, not stored).
+  virtual std::optional<v1::RightsPolicy> ExplicitPolicy(const std::string& site) = 0;
+  // Stores an explicit policy for policy.site with version = the previous explicit version + 1
+  // (1 for the first); returns it as stored.
+  virtual v1::RightsPolicy SavePolicy(const v1::RightsPolicy& policy) = 0;
 };
 
 class OrderStore {
@@ -108,6 +152,27 @@ class OrderStore {
       const std::function<void(const FulfilmentKpiFacts&)>& on_fulfilment) = 0;
 
   virtual absl::StatusOr<v1::ListChannelsResponse> ListChannels() = 0;
+
+  // Selling rights, read from committed data (see central/central_rights.h for what they mean).
+  // Rows filtered by site and/or SKU (empty = all), by (site, sku), with the node's last book.
+  virtual absl::StatusOr<v1::ListRightsResponse> ListRights(const std::string& site,
+                                                            const std::string& sku) = 0;
+  // Newest first, at most limit (already validated), filtered like ListRights.
+  virtual absl::StatusOr<v1::RightsHistoryResponse> RightsHistory(const std::string& site,
+                                                                  const std::string& sku,
+                                                                  uint32_t limit) = 0;
+  // The effective policy of every site, by site id (explicit, else the default of its kind).
+  virtual absl::StatusOr<v1::ListPoliciesResponse> ListPolicies() = 0;
+  // For every SKU of the master data: central's available rights (central_rights -
+  // central_committed, each site's floored at 0) summed over `sites` (empty = every site).
+  virtual absl::StatusOr<std::map<std::string, int64_t>> AvailableBySku(
+      const std::vector<std::string>& sites) = 0;
+  // Recomputes, in one snapshot, per (site, SKU): central_rights == granted - released -
+  // returned - consumed - written_off; central_committed == the open units (quantity - shipped -
+  // short) of that SKU in the site's open central fulfilments (not shipped, delivered or
+  // cancelled; node-local orders excluded); 0 <= central_committed <= central_rights; no counter
+  // negative. Returns one sentence per violation (empty = all hold).
+  virtual absl::StatusOr<std::vector<std::string>> VerifyRights() = 0;
 
   // Exceptions with every filter of ListExceptionsRequest (open ones only unless
   // include_resolved), newest first, at most 1000.

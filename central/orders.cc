@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "central/central_rights.h"
 #include "central/routing.h"
 #include "common/order_state.h"
 #include "spdlog/spdlog.h"
@@ -201,10 +202,9 @@ bool RouteOpen(OrderTx& tx, const BatchCtx& ctx, v1::Order* o) {
       req.sites.push_back(std::move(snap));
     }
     for (const std::string& sku : skus) {
-      req.safety_stock[sku] = tx.SafetyStock(sku).value_or(0);
-      for (auto& [site, facts] : tx.StockOf(sku)) {
+      for (auto& [site, rights] : tx.RightsOf(sku)) {
         auto it = index.find(site);
-        if (it != index.end()) req.sites[it->second].stock[sku] = facts;
+        if (it != index.end()) req.sites[it->second].rights[sku] = rights;
       }
     }
     d = routing::Route(req);
@@ -238,11 +238,29 @@ bool RouteOpen(OrderTx& tx, const BatchCtx& ctx, v1::Order* o) {
       units += pl.quantity;
     }
     tx.AppendFeed(part.site, std::move(e));
+    rights::CommitRelease(tx, *f, ctx.now_ms, ctx.hlc);
     *ctx.fed = true;
     AddHistory(o, ctx.now_ms, "routed", part.site, part.reason);
     AddHistory(o, ctx.now_ms, "released", part.site,
                StrCat(f->fulfilment_id(), ": ", units, units == 1 ? " unit" : " units"));
     changed = true;
+  }
+  if (d.unrouted > 0 && channel) {
+    // Short at every candidate: ask the online ones whose stock central has no rights for.
+    std::map<std::string, int64_t> missing;
+    for (const routing::OpenLine& l : req.lines) missing[l.sku] += l.open;
+    for (const routing::Part& part : d.parts) {
+      for (const routing::PartLine& pl : part.lines) missing[pl.sku] -= pl.quantity;
+    }
+    std::vector<std::string> candidates = req.site_priority;
+    if (candidates.empty()) {
+      for (const routing::SiteSnapshot& s : req.sites) candidates.push_back(s.id);
+    }
+    std::erase_if(candidates, [&](const std::string& s) { return req.excluded.count(s) > 0; });
+    if (rights::AskNodes(tx, missing, candidates, *ctx.online, o->order_id(), ctx.now_ms,
+                         ctx.hlc)) {
+      *ctx.fed = true;
+    }
   }
   if (d.unrouted > 0) {
     if (note != o->routing_note()) {
@@ -716,6 +734,7 @@ void ApplyNodeUpdate(OrderTx& tx, const std::string& node, const v1::Event& even
     return;
   }
   const v1::FulfilmentStatus old_status = f->status();
+  const v1::Fulfilment f_before = *f;  // for the rights deltas
   std::map<uint32_t, int64_t> old_short;
   for (const auto& l : f->lines()) old_short[l.line_no()] += l.short_quantity();
 
@@ -732,6 +751,12 @@ void ApplyNodeUpdate(OrderTx& tx, const std::string& node, const v1::Event& even
   }
   f->set_status(m.status);
   if (IsShipped(m.status) && !IsShipped(old_status)) f->set_shipped_ms(at_ms);
+  if (o.local_site().empty() && u.local_kind() == v1::LOCAL_ORDER_KIND_UNSPECIFIED) {
+    // Central's allocation: shipped units consume its rights, short ones return them, a closed
+    // fulfilment drops its commitment (central/central_rights.h). Local orders are the node's.
+    rights::ApplyFulfilmentChange(tx, node, o.order_id(), f_before, *f, at_ms,
+                                  u.hlc() != 0 ? u.hlc() : event.hlc());
+  }
   std::string detail = StrCat(f->fulfilment_id(), u.note().empty() ? "" : ": ", u.note());
   if (!m.take_lines && m.status == old_status && u.status() != old_status) {
     absl::StrAppend(&detail, " (node reports ", orders::StatusName(u.status()), "; central keeps ",

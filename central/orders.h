@@ -2,6 +2,10 @@
 // delivery, re-routing of open units, KPIs; and the merge of node fulfilment updates
 // (ApplyNodeUpdate), which the store runs inside its ApplyEvents transaction.
 //
+// Routing allocates against central's selling rights per site (central/routing.h); releasing a
+// fulfilment commits its units against them, and when units stay backordered central asks online
+// sites that hold stock for rights (rights::AskNodes), the re-routing pass routing them later.
+//
 // Ownership (SYNC.md): central owns an order until a part of it (a fulfilment) is released to a
 // site; the node owns that fulfilment's state afterwards. Central only asks for a cancellation
 // (FulfilmentCancel in the site's feed) and follows the node's FulfilmentUpdate events with the
@@ -47,8 +51,11 @@ namespace depot::central {
 // event's HLC) and history; raises the exceptions the merge names (short_pick per SKU, with
 // stock_discrepancy when the short reason is not_found or damaged; cancel_after_ship; conflict).
 // Newly short units become open and are queued for the re-routing pass, which excludes the site.
-// An update with local_kind creates the node-local order (channel "store", local_site = node) the
-// first time. An unknown fulfilment raises "unknown_fulfilment" and changes nothing else.
+// For central's fulfilments the per-line deltas move central's selling rights in the same
+// transaction (rights::ApplyFulfilmentChange: shipped consumes, short returns, a closed
+// fulfilment drops its commitment). An update with local_kind creates the node-local order
+// (channel "store", local_site = node) the first time; local orders never touch central's rights.
+// An unknown fulfilment raises "unknown_fulfilment" and changes nothing else.
 // Throws only on storage failure.
 void ApplyNodeUpdate(OrderTx& tx, const std::string& node_id, const v1::Event& event);
 

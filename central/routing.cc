@@ -43,9 +43,7 @@ std::string Facts(const Candidate& c, const Request& r) {
 
 }  // namespace
 
-int64_t Available(const StockFacts& f, int64_t safety_stock) {
-  return f.on_hand - f.reserved - safety_stock - f.released;
-}
+int64_t Available(const SiteRights& r) { return r.central_rights - r.central_committed; }
 
 std::string Ordinal(int n) {
   const int mod100 = n % 100, mod10 = n % 10;
@@ -88,13 +86,8 @@ Decision Route(const Request& r) {
     c.position = static_cast<int>(i);
     c.region_match = !r.ship_to_region.empty() && c.site->region == r.ship_to_region;
     for (const auto& [sku, units] : demand) {
-      auto st = c.site->stock.find(sku);
-      auto safety = r.safety_stock.find(sku);
-      const int64_t a =
-          st == c.site->stock.end()
-              ? 0
-              : Available(st->second, safety == r.safety_stock.end() ? 0 : safety->second);
-      c.avail[sku] = std::max<int64_t>(0, a);
+      auto st = c.site->rights.find(sku);
+      c.avail[sku] = st == c.site->rights.end() ? 0 : std::max<int64_t>(0, Available(st->second));
     }
     cands.push_back(std::move(c));
   }
@@ -174,7 +167,8 @@ Decision Route(const Request& r) {
       }
     }
     if (!best_site) {
-      d.note = StrCat("no candidate site has ", missing_skus(), " available");
+      d.note = StrCat("no candidate site has ", missing_skus(),
+                      " available (central's selling rights)");
     } else {
       d.note = StrCat("no single site can fill all lines; channel ", r.channel,
                       " forbids splits (best: ", best_site->site->id, " has ", best, " of ",
@@ -226,7 +220,7 @@ Decision Route(const Request& r) {
   if (left_total > 0) {
     d.note = StrCat(left_total, " of ", Plural(total, "unit", "units"),
                     " backordered: no candidate site has ", d.parts.empty() ? "" : "more of ",
-                    missing_skus(), " available");
+                    missing_skus(), " available (central's selling rights)");
   }
   return d;
 }

@@ -2,9 +2,11 @@
 // storage, no clock, no I/O), so it is unit-tested directly (tests/unit/routing_test.cc) and the
 // order service (central/orders.*) calls it inside its write transaction.
 //
-// Availability(site, sku) = mirror on hand (all lots) - mirror reserved - the SKU's safety stock
-//                           - units in this site's fulfilments still RELEASED (sent, but the node
-//                             has not reserved them yet).
+// Availability(site, sku) = central's selling rights there - central's commitments there
+//                           (docs/SYNC.md "Selling rights": rights the node granted to central
+//                           and central has not yet allocated to a released fulfilment). The
+//                           node already kept its safety stock and local share out of them, so
+//                           routing never looks at the stock mirror.
 //
 // Policy, in this order:
 //  1. candidates = the channel's site priority (empty = every site, by id), minus excluded sites
@@ -30,21 +32,21 @@
 
 namespace depot::central::routing {
 
-// What central knows about one SKU at one site.
-struct StockFacts {
-  int64_t on_hand = 0;   // mirror, summed over lots
-  int64_t reserved = 0;  // mirror
-  int64_t released = 0;  // units in the site's fulfilments still FULFILMENT_RELEASED
+// Central's selling rights for one SKU at one site (the `rights` row of central's store).
+struct SiteRights {
+  int64_t central_rights = 0;     // granted by the node, not released, consumed or written off
+  int64_t central_committed = 0;  // allocated to released fulfilments not yet shipped or returned
 };
 
-// on_hand - reserved - safety_stock - released (may be negative).
-int64_t Available(const StockFacts& facts, int64_t safety_stock);
+// central_rights - central_committed (negative only after a rights_conflict; routing treats it
+// as 0).
+int64_t Available(const SiteRights& rights);
 
 struct SiteSnapshot {
   std::string id;
   std::string region;
-  bool online = false;                      // an open, welcomed sync stream
-  std::map<std::string, StockFacts> stock;  // by SKU; absent = nothing there
+  bool online = false;                       // an open, welcomed sync stream
+  std::map<std::string, SiteRights> rights;  // by SKU; absent = no rights there
 };
 
 struct OpenLine {
@@ -59,8 +61,7 @@ struct Request {
   std::vector<std::string> site_priority;  // empty = every site in `sites`, by id
   bool allow_split = false;
   std::string ship_to_region;
-  std::map<std::string, int64_t> safety_stock;  // by SKU; absent = 0
-  std::vector<SiteSnapshot> sites;              // every known site
+  std::vector<SiteSnapshot> sites;  // every known site
   std::set<std::string> excluded;
 };
 

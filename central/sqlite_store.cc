@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "central/central_rights.h"
 #include "central/channels_csv.h"
 #include "central/orders.h"
 #include "common/master_csv.h"
@@ -110,6 +111,33 @@ CREATE INDEX fulfilments_by_site ON fulfilments(site, order_id);
 CREATE TABLE released_units(site TEXT NOT NULL, sku TEXT NOT NULL, units INTEGER NOT NULL,
   PRIMARY KEY(site, sku)) WITHOUT ROWID;
 CREATE INDEX released_units_by_sku ON released_units(sku, site);
+)sql"},
+    {3, R"sql(
+-- Selling rights (docs/SYNC.md "Selling rights"): central's book per (site, SKU), maintained in
+-- the same transactions as the events, releases and merges that change it.
+CREATE TABLE rights(site TEXT NOT NULL, sku TEXT NOT NULL,
+  central_rights INTEGER NOT NULL DEFAULT 0, central_committed INTEGER NOT NULL DEFAULT 0,
+  granted_total INTEGER NOT NULL DEFAULT 0, released_total INTEGER NOT NULL DEFAULT 0,
+  returned_total INTEGER NOT NULL DEFAULT 0, consumed_total INTEGER NOT NULL DEFAULT 0,
+  written_off_total INTEGER NOT NULL DEFAULT 0, grant_seq INTEGER NOT NULL DEFAULT 0,
+  release_seq INTEGER NOT NULL DEFAULT 0, request_pending_units INTEGER NOT NULL DEFAULT 0,
+  request_at_ms INTEGER NOT NULL DEFAULT 0,
+  node_book BLOB,  -- RightsBook of the node's latest rights event
+  PRIMARY KEY(site, sku)) WITHOUT ROWID;
+-- Covers routing's lookup by SKU.
+CREATE INDEX rights_by_sku ON rights(sku, site, central_rights, central_committed);
+CREATE TABLE rights_history(id INTEGER PRIMARY KEY, site TEXT NOT NULL, sku TEXT NOT NULL,
+  hlc INTEGER NOT NULL, at_ms INTEGER NOT NULL, kind TEXT NOT NULL, units INTEGER NOT NULL,
+  seq INTEGER NOT NULL, reference TEXT NOT NULL, note TEXT NOT NULL);
+CREATE INDEX rights_history_by_key ON rights_history(site, sku, id);
+CREATE INDEX rights_history_by_sku ON rights_history(sku, id);
+-- Explicit split policies; a site without a row has the default of its kind.
+CREATE TABLE rights_policies(site TEXT PRIMARY KEY, store_share_percent INTEGER NOT NULL,
+  store_share_units INTEGER NOT NULL, floor_units INTEGER NOT NULL,
+  refill_below INTEGER NOT NULL, version INTEGER NOT NULL) WITHOUT ROWID;
+ALTER TABLE channels ADD COLUMN listing_buffer INTEGER NOT NULL DEFAULT 0;
+-- Routing allocates against central's rights now (their commitments replace it).
+DROP TABLE released_units;
 )sql"},
 };
 
@@ -383,9 +411,10 @@ class SqliteStore : public CentralStore, public OrderStore {
       if (!sites.ok()) return sites.status();
       return Write([&]() -> absl::StatusOr<int64_t> {
         for (v1::Site site : *sites) {
-          SQLite::Statement exists(*db_, "SELECT 1 FROM sites WHERE id = ?");
+          SQLite::Statement exists(*db_, "SELECT kind FROM sites WHERE id = ?");
           exists.bind(1, site.id());
           const bool fresh = !exists.executeStep();
+          const bool kind_changed = !fresh && exists.getColumn(0).getString() != site.kind();
           SQLite::Statement up(*db_,
                                "INSERT INTO sites(id, name, kind, region, version) "
                                "VALUES (?, ?, ?, ?, 1) ON CONFLICT(id) DO UPDATE SET "
@@ -404,6 +433,12 @@ class SqliteStore : public CentralStore, public OrderStore {
           v1::FeedEntry e;
           *e.mutable_site() = site;
           AppendFeed(site.id(), e);
+          if (fresh || kind_changed) {  // its split policy may have changed with the kind
+            v1::FeedEntry p;
+            *p.mutable_rights_policy() =
+                rights::EffectivePolicy(site, ExplicitPolicyLocked(site.id()));
+            AppendFeed(site.id(), p);
+          }
           if (fresh) {  // a new site gets every SKU
             SQLite::Statement q(*db_,
                                 "SELECT code, gtin, name, unit, tracking, expiry_tracked, "
@@ -696,6 +731,213 @@ class SqliteStore : public CentralStore, public OrderStore {
     });
   }
 
+  // ---- Selling rights: reads --------------------------------------------------------------------
+
+  absl::StatusOr<v1::ListRightsResponse> ListRights(const std::string& site,
+                                                    const std::string& sku) override {
+    return Read([&](Reader& r) -> absl::StatusOr<v1::ListRightsResponse> {
+      auto& q = r.Stmt(
+          "SELECT site, sku, central_rights, central_committed, granted_total, released_total, "
+          "returned_total, consumed_total, written_off_total, grant_seq, release_seq, "
+          "request_pending_units, request_at_ms, node_book FROM rights "
+          "WHERE (?1 = '' OR site = ?1) AND (?2 = '' OR sku = ?2) ORDER BY site, sku");
+      q.bind(1, site);
+      q.bind(2, sku);
+      v1::ListRightsResponse out;
+      while (q.executeStep()) {
+        RightsRow row;
+        row.site = q.getColumn(0).getString();
+        row.sku = q.getColumn(1).getString();
+        ReadRightsCounters(q, 2, &row);
+        v1::CentralRights* c = out.add_rights();
+        c->set_site(row.site);
+        c->set_sku(row.sku);
+        c->set_central_rights(row.central_rights);
+        c->set_central_committed(row.central_committed);
+        c->set_available(row.Available());
+        c->set_granted_total(row.granted_total);
+        c->set_released_total(row.released_total);
+        c->set_returned_total(row.returned_total);
+        c->set_consumed_total(row.consumed_total);
+        c->set_written_off_total(row.written_off_total);
+        c->set_grant_seq(row.grant_seq);
+        c->set_release_seq(row.release_seq);
+        c->set_request_pending_units(row.request_pending_units);
+        auto book = q.getColumn(13);
+        if (!book.isNull() && book.getBytes() > 0 &&
+            !c->mutable_node()->ParseFromArray(book.getBlob(), book.getBytes())) {
+          q.reset();
+          return absl::DataLossError(StrCat("corrupt node book of ", row.site, "/", row.sku));
+        }
+      }
+      q.reset();
+      return out;
+    });
+  }
+
+  absl::StatusOr<v1::RightsHistoryResponse> RightsHistory(const std::string& site,
+                                                          const std::string& sku,
+                                                          uint32_t limit) override {
+    std::string sql =
+        "SELECT id, site, sku, hlc, at_ms, kind, units, seq, reference, note FROM rights_history "
+        "WHERE 1";
+    if (!site.empty()) sql += " AND site = :site";
+    if (!sku.empty()) sql += " AND sku = :sku";
+    sql += " ORDER BY id DESC LIMIT :limit";
+    return Read([&](Reader& r) -> absl::StatusOr<v1::RightsHistoryResponse> {
+      auto& q = r.Stmt(sql);
+      if (!site.empty()) q.bind(":site", site);
+      if (!sku.empty()) q.bind(":sku", sku);
+      q.bind(":limit", static_cast<int64_t>(limit));
+      v1::RightsHistoryResponse out;
+      while (q.executeStep()) {
+        v1::RightsHistoryEntry* h = out.add_entries();
+        h->set_id(q.getColumn(0).getInt64());
+        h->set_site(q.getColumn(1).getString());
+        h->set_sku(q.getColumn(2).getString());
+        h->set_hlc(q.getColumn(3).getInt64());
+        h->set_at_ms(q.getColumn(4).getInt64());
+        h->set_kind(q.getColumn(5).getString());
+        h->set_units(q.getColumn(6).getInt64());
+        h->set_seq(q.getColumn(7).getInt64());
+        h->set_reference(q.getColumn(8).getString());
+        h->set_note(q.getColumn(9).getString());
+      }
+      q.reset();
+      return out;
+    });
+  }
+
+  absl::StatusOr<v1::ListPoliciesResponse> ListPolicies() override {
+    return Read([&](Reader& r) -> absl::StatusOr<v1::ListPoliciesResponse> {
+      SQLite::Transaction snapshot(r.db);
+      std::map<std::string, v1::RightsPolicy> explicit_policies;
+      {
+        auto& q = r.Stmt(StrCat("SELECT ", kPolicyColumns, " FROM rights_policies"));
+        while (auto p = ReadPolicy(q)) explicit_policies[p->site()] = *p;
+        q.reset();
+      }
+      v1::ListPoliciesResponse out;
+      auto& q = r.Stmt("SELECT id, kind FROM sites ORDER BY id");
+      while (q.executeStep()) {
+        v1::Site site;
+        site.set_id(q.getColumn(0).getString());
+        site.set_kind(q.getColumn(1).getString());
+        auto it = explicit_policies.find(site.id());
+        *out.add_policies() = rights::EffectivePolicy(
+            site, it == explicit_policies.end() ? std::nullopt
+                                                : std::optional<v1::RightsPolicy>(it->second));
+      }
+      q.reset();
+      return out;
+    });
+  }
+
+  absl::StatusOr<std::map<std::string, int64_t>> AvailableBySku(
+      const std::vector<std::string>& sites) override {
+    const std::set<std::string> only(sites.begin(), sites.end());
+    return Read([&](Reader& r) -> absl::StatusOr<std::map<std::string, int64_t>> {
+      SQLite::Transaction snapshot(r.db);
+      std::map<std::string, int64_t> out;
+      auto& skus = r.Stmt("SELECT code FROM skus ORDER BY code");
+      while (skus.executeStep()) out[skus.getColumn(0).getString()] = 0;
+      skus.reset();
+      auto& q = r.Stmt("SELECT site, sku, central_rights - central_committed FROM rights");
+      while (q.executeStep()) {
+        if (!only.empty() && !only.count(q.getColumn(0).getString())) continue;
+        out[q.getColumn(1).getString()] += std::max<int64_t>(0, q.getColumn(2).getInt64());
+      }
+      q.reset();
+      return out;
+    });
+  }
+
+  absl::StatusOr<std::vector<std::string>> VerifyRights() override {
+    return Read([&](Reader& r) -> absl::StatusOr<std::vector<std::string>> {
+      SQLite::Transaction snapshot(r.db);  // the book and the orders from the same commits
+      std::map<std::pair<std::string, std::string>, RightsRow> rows;
+      {
+        auto& q = r.Stmt(
+            "SELECT site, sku, central_rights, central_committed, granted_total, "
+            "released_total, returned_total, consumed_total, written_off_total, grant_seq, "
+            "release_seq, request_pending_units, request_at_ms FROM rights");
+        while (q.executeStep()) {
+          RightsRow row;
+          row.site = q.getColumn(0).getString();
+          row.sku = q.getColumn(1).getString();
+          ReadRightsCounters(q, 2, &row);
+          rows[{row.site, row.sku}] = row;
+        }
+        q.reset();
+      }
+      std::map<std::pair<std::string, std::string>, int64_t> open;
+      {
+        auto& q = r.Stmt(
+            "SELECT body FROM orders WHERE order_id IN (SELECT order_id FROM fulfilments "
+            "WHERE status NOT IN (6, 7, 8))");  // shipped, delivered, cancelled
+        while (q.executeStep()) {
+          auto col = q.getColumn(0);
+          v1::Order o;
+          if (!o.ParseFromArray(col.getBlob(), col.getBytes())) {
+            q.reset();
+            return absl::DataLossError("corrupt order row");
+          }
+          if (!o.local_site().empty()) continue;
+          for (const auto& f : o.fulfilments()) {
+            if (!IsOpenStatus(f.status())) continue;
+            for (const auto& l : f.lines()) {
+              open[{f.site(), l.sku()}] +=
+                  std::max<int64_t>(0, l.quantity() - l.shipped() - l.short_quantity());
+            }
+          }
+        }
+        q.reset();
+      }
+      std::vector<std::string> out;
+      for (const auto& [key, units] : open) {
+        if (units != 0 && !rows.count(key)) {
+          out.push_back(StrCat(key.first, "/", key.second, ": central_committed 0 (no rights row)",
+                               " != ", units, " open units in central's fulfilments there"));
+        }
+      }
+      for (const auto& [key, row] : rows) {
+        const std::string at = StrCat(key.first, "/", key.second, ": ");
+        const int64_t expected = row.granted_total - row.released_total - row.returned_total -
+                                 row.consumed_total - row.written_off_total;
+        if (row.central_rights != expected) {
+          out.push_back(StrCat(at, "central_rights ", row.central_rights, " != granted ",
+                               row.granted_total, " - released ", row.released_total,
+                               " - returned ", row.returned_total, " - consumed ",
+                               row.consumed_total, " - written_off ", row.written_off_total, " = ",
+                               expected));
+        }
+        auto it = open.find(key);
+        const int64_t units = it == open.end() ? 0 : it->second;
+        if (row.central_committed != units) {
+          out.push_back(StrCat(at, "central_committed ", row.central_committed, " != ", units,
+                               " open units in central's fulfilments there"));
+        }
+        if (row.central_committed > row.central_rights) {
+          out.push_back(StrCat(at, "central_committed ", row.central_committed,
+                               " > central_rights ", row.central_rights));
+        }
+        const std::pair<const char*, int64_t> counters[] = {
+            {"central_rights", row.central_rights},
+            {"central_committed", row.central_committed},
+            {"granted_total", row.granted_total},
+            {"released_total", row.released_total},
+            {"returned_total", row.returned_total},
+            {"consumed_total", row.consumed_total},
+            {"written_off_total", row.written_off_total},
+            {"request_pending_units", row.request_pending_units}};
+        for (const auto& [name, value] : counters) {
+          if (value < 0) out.push_back(StrCat(at, name, " is negative: ", value));
+        }
+      }
+      return out;
+    });
+  }
+
   absl::StatusOr<v1::ListExceptionsResponse> QueryExceptions(
       const v1::ListExceptionsRequest& r) override {
     std::string sql = StrCat("SELECT ", kExceptionColumns, " FROM exceptions WHERE 1");
@@ -825,27 +1067,36 @@ class SqliteStore : public CentralStore, public OrderStore {
       s_->LoadMaster();
       return s_->sites_;
     }
-    std::map<std::string, routing::StockFacts> StockOf(const std::string& sku) override {
-      std::map<std::string, routing::StockFacts> out;
+    std::map<std::string, routing::SiteRights> RightsOf(const std::string& sku) override {
+      std::map<std::string, routing::SiteRights> out;
+      auto& q =
+          s_->Stmt("SELECT site, central_rights, central_committed FROM rights WHERE sku = ?");
+      q.bind(1, sku);
+      while (q.executeStep()) {
+        routing::SiteRights& r = out[q.getColumn(0).getString()];
+        r.central_rights = q.getColumn(1).getInt64();
+        r.central_committed = q.getColumn(2).getInt64();
+      }
+      q.reset();
+      return out;
+    }
+    std::map<std::string, int64_t> MirrorSellable(const std::string& sku) override {
+      std::map<std::string, int64_t> out;
+      const int64_t safety = SafetyStock(sku).value_or(0);
       auto& on_hand = s_->Stmt(
           "SELECT site, SUM(on_hand) FROM mirror_stock WHERE sku = ? GROUP BY site");
       on_hand.bind(1, sku);
       while (on_hand.executeStep()) {
-        out[on_hand.getColumn(0).getString()].on_hand = on_hand.getColumn(1).getInt64();
+        out[on_hand.getColumn(0).getString()] = on_hand.getColumn(1).getInt64() - safety;
       }
       on_hand.reset();
       auto& reserved = s_->Stmt("SELECT site, reserved FROM mirror_reserved WHERE sku = ?");
       reserved.bind(1, sku);
       while (reserved.executeStep()) {
-        out[reserved.getColumn(0).getString()].reserved = reserved.getColumn(1).getInt64();
+        auto it = out.find(reserved.getColumn(0).getString());
+        if (it != out.end()) it->second -= reserved.getColumn(1).getInt64();
       }
       reserved.reset();
-      auto& released = s_->Stmt("SELECT site, units FROM released_units WHERE sku = ?");
-      released.bind(1, sku);
-      while (released.executeStep()) {
-        out[released.getColumn(0).getString()].released = released.getColumn(1).getInt64();
-      }
-      released.reset();
       return out;
     }
     std::optional<std::pair<std::string, uint64_t>> FindExternal(
@@ -902,10 +1153,176 @@ class SqliteStore : public CentralStore, public OrderStore {
       q.exec();
       q.reset();
     }
+    std::vector<std::pair<std::string, std::string>> OpenFulfilmentsWith(
+        const std::string& site, const std::string& sku) override {
+      std::vector<std::string> order_ids;
+      {
+        auto& q = s_->Stmt(
+            "SELECT DISTINCT order_id FROM fulfilments WHERE site = ? AND status NOT IN "
+            "(6, 7, 8) ORDER BY order_id");  // shipped, delivered, cancelled
+        q.bind(1, site);
+        while (q.executeStep()) order_ids.push_back(q.getColumn(0).getString());
+        q.reset();
+      }
+      std::vector<std::pair<std::string, std::string>> out;
+      for (const std::string& id : order_ids) {
+        std::optional<v1::Order> o = s_->LoadOrderLocked(id);
+        if (!o || !o->local_site().empty()) continue;
+        for (const auto& f : o->fulfilments()) {
+          if (f.site() != site || !IsOpenStatus(f.status())) continue;
+          for (const auto& l : f.lines()) {
+            if (l.sku() != sku) continue;
+            out.emplace_back(id, f.fulfilment_id());
+            break;
+          }
+        }
+      }
+      return out;
+    }
+    RightsRow LoadRights(const std::string& site, const std::string& sku) override {
+      auto& q = s_->Stmt(
+          "SELECT central_rights, central_committed, granted_total, released_total, "
+          "returned_total, consumed_total, written_off_total, grant_seq, release_seq, "
+          "request_pending_units, request_at_ms FROM rights WHERE site = ? AND sku = ?");
+      q.bind(1, site);
+      q.bind(2, sku);
+      RightsRow r;
+      r.site = site;
+      r.sku = sku;
+      if (q.executeStep()) ReadRightsCounters(q, 0, &r);
+      q.reset();
+      return r;
+    }
+    void SaveRights(const RightsRow& r, const v1::RightsBook* node_book) override {
+      std::string book;
+      if (node_book) node_book->SerializeToString(&book);
+      auto& q = node_book
+                    ? s_->Stmt(
+                          "INSERT OR REPLACE INTO rights(site, sku, central_rights, "
+                          "central_committed, granted_total, released_total, returned_total, "
+                          "consumed_total, written_off_total, grant_seq, release_seq, "
+                          "request_pending_units, request_at_ms, node_book) "
+                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+                    : s_->Stmt(
+                          "INSERT INTO rights(site, sku, central_rights, central_committed, "
+                          "granted_total, released_total, returned_total, consumed_total, "
+                          "written_off_total, grant_seq, release_seq, request_pending_units, "
+                          "request_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                          "ON CONFLICT(site, sku) DO UPDATE SET "
+                          "central_rights = excluded.central_rights, "
+                          "central_committed = excluded.central_committed, "
+                          "granted_total = excluded.granted_total, "
+                          "released_total = excluded.released_total, "
+                          "returned_total = excluded.returned_total, "
+                          "consumed_total = excluded.consumed_total, "
+                          "written_off_total = excluded.written_off_total, "
+                          "grant_seq = excluded.grant_seq, release_seq = excluded.release_seq, "
+                          "request_pending_units = excluded.request_pending_units, "
+                          "request_at_ms = excluded.request_at_ms");
+      q.bind(1, r.site);
+      q.bind(2, r.sku);
+      q.bind(3, r.central_rights);
+      q.bind(4, r.central_committed);
+      q.bind(5, r.granted_total);
+      q.bind(6, r.released_total);
+      q.bind(7, r.returned_total);
+      q.bind(8, r.consumed_total);
+      q.bind(9, r.written_off_total);
+      q.bind(10, static_cast<int64_t>(r.grant_seq));
+      q.bind(11, static_cast<int64_t>(r.release_seq));
+      q.bind(12, r.request_pending_units);
+      q.bind(13, r.request_at_ms);
+      if (node_book) q.bindNoCopy(14, book.data(), static_cast<int>(book.size()));
+      q.exec();
+      q.reset();
+    }
+    void AddRightsHistory(const v1::RightsHistoryEntry& h) override {
+      auto& q = s_->Stmt(
+          "INSERT INTO rights_history(site, sku, hlc, at_ms, kind, units, seq, reference, note) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+      q.bind(1, h.site());
+      q.bind(2, h.sku());
+      q.bind(3, static_cast<int64_t>(h.hlc()));
+      q.bind(4, h.at_ms());
+      q.bind(5, h.kind());
+      q.bind(6, h.units());
+      q.bind(7, static_cast<int64_t>(h.seq()));
+      q.bind(8, h.reference());
+      q.bind(9, h.note());
+      q.exec();
+      q.reset();
+    }
+    std::optional<v1::RightsPolicy> ExplicitPolicy(const std::string& site) override {
+      return s_->ExplicitPolicyLocked(site);
+    }
+    v1::RightsPolicy SavePolicy(const v1::RightsPolicy& p) override {
+      auto& q = s_->Stmt(
+          "INSERT INTO rights_policies(site, store_share_percent, store_share_units, "
+          "floor_units, refill_below, version) VALUES (?, ?, ?, ?, ?, 1) "
+          "ON CONFLICT(site) DO UPDATE SET store_share_percent = excluded.store_share_percent, "
+          "store_share_units = excluded.store_share_units, floor_units = excluded.floor_units, "
+          "refill_below = excluded.refill_below, version = rights_policies.version + 1 "
+          "RETURNING version");
+      q.bind(1, p.site());
+      q.bind(2, p.store_share_percent());
+      q.bind(3, p.store_share_units());
+      q.bind(4, p.floor_units());
+      q.bind(5, p.refill_below());
+      q.executeStep();
+      v1::RightsPolicy out = p;
+      out.set_version(q.getColumn(0).getInt64());
+      out.set_is_default(false);
+      q.reset();
+      return out;
+    }
 
    private:
     SqliteStore* s_;
   };
+
+  static bool IsOpenStatus(v1::FulfilmentStatus s) {
+    return s != v1::FULFILMENT_SHIPPED && s != v1::FULFILMENT_DELIVERED &&
+           s != v1::FULFILMENT_CANCELLED;
+  }
+  // Columns central_rights .. request_at_ms (11 of them) from column `first` on.
+  static void ReadRightsCounters(SQLite::Statement& q, int first, RightsRow* r) {
+    r->central_rights = q.getColumn(first + 0).getInt64();
+    r->central_committed = q.getColumn(first + 1).getInt64();
+    r->granted_total = q.getColumn(first + 2).getInt64();
+    r->released_total = q.getColumn(first + 3).getInt64();
+    r->returned_total = q.getColumn(first + 4).getInt64();
+    r->consumed_total = q.getColumn(first + 5).getInt64();
+    r->written_off_total = q.getColumn(first + 6).getInt64();
+    r->grant_seq = q.getColumn(first + 7).getInt64();
+    r->release_seq = q.getColumn(first + 8).getInt64();
+    r->request_pending_units = q.getColumn(first + 9).getInt64();
+    r->request_at_ms = q.getColumn(first + 10).getInt64();
+  }
+  // Steps q (selecting kPolicyColumns) once: the next policy, or nullopt at the end. The caller
+  // holds the lock of q's connection.
+  static std::optional<v1::RightsPolicy> ReadPolicy(SQLite::Statement& q) {
+    if (!q.executeStep()) return std::nullopt;
+    v1::RightsPolicy p;
+    p.set_site(q.getColumn(0).getString());
+    p.set_store_share_percent(q.getColumn(1).getInt());
+    p.set_store_share_units(q.getColumn(2).getInt64());
+    p.set_floor_units(q.getColumn(3).getInt64());
+    p.set_refill_below(q.getColumn(4).getInt64());
+    p.set_version(q.getColumn(5).getInt64());
+    return p;
+  }
+  static constexpr const char* kPolicyColumns =
+      "site, store_share_percent, store_share_units, floor_units, refill_below, version";
+  // The site's explicit policy, on the write connection. Requires mu_.
+  std::optional<v1::RightsPolicy> ExplicitPolicyLocked(const std::string& site) {
+    auto& q = Stmt(
+        "SELECT site, store_share_percent, store_share_units, floor_units, refill_below, "
+        "version FROM rights_policies WHERE site = ?");
+    q.bind(1, site);
+    auto p = ReadPolicy(q);
+    q.reset();
+    return p;
+  }
 
   std::optional<v1::Order> LoadOrderLocked(const std::string& order_id) {
     auto& q = Stmt("SELECT body FROM orders WHERE order_id = ?");
@@ -993,27 +1410,6 @@ class SqliteStore : public CentralStore, public OrderStore {
       q.exec();
       q.reset();
     }
-    // Units released but not yet accepted, per (site, sku): the difference is written.
-    std::map<std::pair<std::string, std::string>, int64_t> delta;
-    auto add = [&delta](const v1::Order& x, int sign) {
-      for (const auto& f : x.fulfilments()) {
-        if (f.status() != v1::FULFILMENT_RELEASED) continue;
-        for (const auto& l : f.lines()) delta[{f.site(), l.sku()}] += sign * l.quantity();
-      }
-    };
-    add(o, +1);
-    if (before) add(*before, -1);
-    for (const auto& [key, units] : delta) {
-      if (units == 0) continue;
-      auto& q = Stmt(
-          "INSERT INTO released_units(site, sku, units) VALUES (?, ?, ?) "
-          "ON CONFLICT(site, sku) DO UPDATE SET units = units + excluded.units");
-      q.bind(1, key.first);
-      q.bind(2, key.second);
-      q.bind(3, units);
-      q.exec();
-      q.reset();
-    }
   }
 
   // Channels, kits and sites in memory; reloaded after every import.
@@ -1023,8 +1419,8 @@ class SqliteStore : public CentralStore, public OrderStore {
     kits_.clear();
     sites_.clear();
     SQLite::Statement c(*db_,
-                        "SELECT id, name, site_priority, allow_split, review_above_cents, version "
-                        "FROM channels ORDER BY id");
+                        "SELECT id, name, site_priority, allow_split, review_above_cents, version, "
+                        "listing_buffer FROM channels ORDER BY id");
     while (c.executeStep()) {
       v1::Channel ch;
       ch.set_id(c.getColumn(0).getString());
@@ -1036,6 +1432,7 @@ class SqliteStore : public CentralStore, public OrderStore {
       ch.set_allow_split(c.getColumn(3).getInt() != 0);
       ch.set_review_above_cents(c.getColumn(4).getInt64());
       ch.set_version(c.getColumn(5).getInt64());
+      ch.set_listing_buffer(c.getColumn(6).getInt64());
       channels_[ch.id()] = std::move(ch);
     }
     SQLite::Statement k(*db_,
@@ -1082,11 +1479,13 @@ class SqliteStore : public CentralStore, public OrderStore {
       }
       SQLite::Statement up(*db_,
                            "INSERT INTO channels(id, name, site_priority, allow_split, "
-                           "review_above_cents, version) VALUES (?, ?, ?, ?, ?, 1) "
+                           "review_above_cents, listing_buffer, version) "
+                           "VALUES (?, ?, ?, ?, ?, ?, 1) "
                            "ON CONFLICT(id) DO UPDATE SET name = excluded.name, "
                            "site_priority = excluded.site_priority, "
                            "allow_split = excluded.allow_split, "
                            "review_above_cents = excluded.review_above_cents, "
+                           "listing_buffer = excluded.listing_buffer, "
                            "version = channels.version + 1");
       for (const auto& row : *rows) {
         const v1::Channel& c = row.value;
@@ -1095,6 +1494,7 @@ class SqliteStore : public CentralStore, public OrderStore {
         up.bind(3, absl::StrJoin(c.site_priority(), "|"));
         up.bind(4, c.allow_split() ? 1 : 0);
         up.bind(5, c.review_above_cents());
+        up.bind(6, c.listing_buffer());
         up.exec();
         up.reset();
       }
@@ -1270,6 +1670,9 @@ class SqliteStore : public CentralStore, public OrderStore {
       if (e.has_fulfilment()) {
         Tx tx(this);
         ApplyNodeUpdate(tx, node_id, e);
+      } else if (e.has_rights()) {
+        Tx tx(this);
+        rights::ApplyRightsEvent(tx, node_id, e);
       }
       mark = e.seq();
       hlc = std::max<uint64_t>(hlc, e.hlc());

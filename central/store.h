@@ -9,7 +9,8 @@
 //   A fulfilment event (Event.fulfilment) is merged into central's order in the same transaction
 //   (ApplyNodeUpdate in central/orders.h); an update that cannot be merged (unknown
 //   fulfilment, conflict) raises an exception entry and is still applied: it never stalls the
-//   stream.
+//   stream. A rights event (Event.rights) changes central's rights book in the same transaction
+//   (rights::ApplyRightsEvent in central/central_rights.h), with the same never-stall rule.
 // - Thread-safe.
 #pragma once
 
@@ -79,7 +80,8 @@ class CentralStore {
 
   // Master data from CSV (kind: skus, sites, bins, channels, kits); all rows or none, errors name
   // lines. Changes of skus, sites and bins are appended to the feed of every node they concern;
-  // channels and kits are central-only.
+  // a new site, or one whose kind changed, also gets its effective selling-rights policy right
+  // after its Site entry; channels and kits are central-only.
   virtual absl::StatusOr<int64_t> Import(const std::string& kind, const std::string& csv) = 0;
 
   // Network stock by SKU across sites, or by site (or both).
@@ -87,8 +89,8 @@ class CentralStore {
                                                                 const std::string& site) = 0;
   virtual absl::StatusOr<SiteMirror> Mirror(const std::string& site) = 0;
 
-  // The order side of the same store (same database and transactions), or nullptr when this
-  // backend (or decorator) has none.
+  // The order and selling-rights side of the same store (same database and transactions), or
+  // nullptr when this backend (or decorator) has none.
   virtual OrderStore* orders() { return nullptr; }
 };
 

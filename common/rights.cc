@@ -31,14 +31,18 @@ int64_t RevokeUnbackedLocal(SiteBook* book) {
 
 }  // namespace
 
+int64_t LocalTarget(int64_t sellable, const Policy& policy) {
+  const int64_t share = policy.store_share_units > 0
+                            ? policy.store_share_units
+                            : std::max<int64_t>(0, sellable) * policy.store_share_percent / 100;
+  return std::max(policy.floor_units, share);
+}
+
 Split Plan(const SiteBook& book, const Policy& policy) {
   const int64_t sellable = book.Sellable();
   const int64_t assignable =
       std::max<int64_t>(0, std::min(book.unassigned, sellable - book.RightsOutstanding()));
-  const int64_t share = policy.store_share_units > 0
-                            ? policy.store_share_units
-                            : std::max<int64_t>(0, sellable) * policy.store_share_percent / 100;
-  const int64_t target = std::max(policy.floor_units, share);
+  const int64_t target = LocalTarget(sellable, policy);
   Split split;
   split.to_local = std::min(assignable, std::max<int64_t>(0, target - book.local_rights));
   split.to_central = assignable - split.to_local;

@@ -1,7 +1,8 @@
 // Selling rights (escrow / bounded counter) for one (site, SKU): the pure arithmetic behind SYNC.md
 // "No overselling without coordination" and invariants 2 (rights conservation) and 3 (no silent
 // oversell). Plain C++ over plain data: no SQLite, gRPC or Asio, so unit tests and the simulation
-// call it directly. Not yet wired into the node ledger, central store or sync feed.
+// call it directly. The node's book (node/rights_book.*) and central's store use Plan, LocalTarget
+// and RefillFromCentral; the rest is the reference model the unit tests check (docs/SYNC.md).
 //
 // Accounting convention (one, used everywhere below):
 // - A unit received at the node is first *unassigned* (held by the node, not sellable by anyone).
@@ -108,6 +109,9 @@ struct Policy {
   int64_t floor_units = 0;       // local keeps at least this many rights when stock allows
   int64_t refill_below = 0;      // node asks central for rights when local_rights < this
 };
+
+// The policy's local target for a given sellable quantity (see Policy).
+int64_t LocalTarget(int64_t sellable, const Policy& policy);
 
 struct Split {
   int64_t to_local = 0;

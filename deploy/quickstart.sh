@@ -74,13 +74,14 @@ wh receive --sku TSHIRT-BLK-L --bin A-01-02 --qty 25 --request-id demo-2
 wh receive --sku MUG-LOGO --bin B-01-01 --qty 120 --request-id demo-3
 wh receive --sku YOGHURT-500 --bin COLD-01 --qty 30 --lot L2611 --expiry 2026-12-20 --request-id demo-4
 wh receive --sku PHONE-X1 --bin SAFE-01 --qty 3 --serial SN-0001 --serial SN-0002 --serial SN-0003 --request-id demo-5
-wh reserve --sku TSHIRT-BLK-M --ref web-1001 --qty 3 --request-id demo-6
 st receive --sku TSHIRT-BLK-M --bin FLOOR --qty 8 --request-id demo-7
 st receive --sku MUG-LOGO --bin BACK --qty 12 --request-id demo-8
 st receive --sku YOGHURT-500 --bin CHILLER --qty 10 --lot L2612 --expiry 2027-01-15 --request-id demo-9
+# A manual hold at the store uses its local selling rights (a warehouse keeps none: 0 % local).
+st reserve --sku TSHIRT-BLK-M --ref hold-1001 --qty 2 --request-id demo-6
 # A web order (the same external id again is the same order): routed and released to wh-east.
 for _ in $(seq 50); do
-  $CTL central stock --sku MUG-LOGO 2>/dev/null | grep -q wh-east && break
+  $CTL central rights --site wh-east --sku MUG-LOGO 2>/dev/null | grep -q '"central_rights"' && break
   sleep 0.1
 done
 ORDER=$($CTL central orders capture --file deploy/sample/order-web-1.json |
@@ -113,6 +114,9 @@ The order workflow (docs/ORDERS.md): order $ORDER was captured at central and re
   DEPOT_NODE=$WH build/node/depotctl ship $ORDER-1 --carrier UPS --tracking 1Z999
   build/node/depotctl central orders show $ORDER           # shipped, as the node reported
   DEPOT_NODE=$ST build/node/depotctl sell MUG-LOGO:1:1200  # a counter sale, works offline too
+  DEPOT_NODE=$ST build/node/depotctl rights                # the store's selling rights and policy
+  build/node/depotctl central rights --sku MUG-LOGO        # central's rights per site
+  build/node/depotctl central listings marketplace         # published quantity per SKU
   build/node/depotctl central kpis
 
 Stop it with: deploy/quickstart.sh --stop

@@ -452,7 +452,34 @@ int main(int argc, char** argv) {
   ho->add_option("--request-id", *handout.mutable_request_id());
   ho->callback([&] { ctl.Post("/v1/handouts", handout); });
 
-  // central import|stock|nodes|exceptions|channels|orders|kpis: depot-central's API (--central).
+  // Selling rights at this node (docs/SYNC.md "Selling rights").
+  std::string rights_sku;
+  auto* rights = app.add_subcommand("rights", "this node's selling rights per SKU, and the policy");
+  rights->add_option("--sku", rights_sku, "only this SKU");
+  rights->callback([&] {
+    if (rights->get_subcommands().empty()) ctl.Call("GET", "/v1/rights?sku=" + Encode(rights_sku));
+  });
+  std::string rhsku;
+  uint32_t rhlimit = 100;
+  auto* rhist = rights->add_subcommand("history", "transfers of rights, newest first");
+  rhist->add_option("--sku", rhsku, "only this SKU");
+  rhist->add_option("--limit", rhlimit, "at most this many (1..10000)");
+  rhist->callback([&] {
+    ctl.Call("GET", absl::StrCat("/v1/rights/history?sku=", Encode(rhsku), "&limit=", rhlimit));
+  });
+  depot::v1::RightsRequest rreq;
+  auto* rask = rights->add_subcommand("request", "ask central for more selling rights now");
+  rask->add_option("sku", *rreq.mutable_sku())->required();
+  int64_t rask_units = 0;
+  rask->add_option("units", rask_units)->required();
+  rask->add_option("--reason", *rreq.mutable_reason());
+  rask->callback([&] {
+    rreq.set_units(rask_units);
+    ctl.Post("/v1/rights/request", rreq);
+  });
+
+  // central import|stock|nodes|exceptions|channels|orders|kpis|rights|listings: depot-central's
+  // API (--central).
   auto* central = app.add_subcommand("central", "depot-central's API (see --central)");
   central->require_subcommand(1);
   central->fallthrough();  // --central/--operator may follow the subcommand
@@ -621,6 +648,92 @@ int main(int argc, char** argv) {
   ckpis->callback([&] {
     ctl.CallCentral("GET", absl::StrCat("/v1/kpis?from_ms=", co_from_ms, "&to_ms=", co_to_ms));
   });
+  // central rights [--site --sku] | rights history | rights release | rights policy | rights
+  // verify, central listings CHANNEL: central's selling rights (docs/SYNC.md "Selling rights").
+  std::string cr_site, cr_sku;
+  auto* crights = central->add_subcommand("rights", "central's selling rights per site and SKU");
+  crights->fallthrough();
+  crights->add_option("--site", cr_site, "only this site");
+  crights->add_option("--sku", cr_sku, "only this SKU");
+  std::string crh_site, crh_sku;
+  uint32_t crh_limit = 100;
+  auto* crhist = crights->add_subcommand("history", "changes of central's rights, newest first");
+  crhist->fallthrough();
+  crhist->add_option("--site", crh_site, "only this site");
+  crhist->add_option("--sku", crh_sku, "only this SKU");
+  crhist->add_option("--limit", crh_limit, "1..1000")->capture_default_str();
+  crhist->callback([&] {
+    ctl.CallCentral("GET", absl::StrCat("/v1/rights/history?site=", Encode(crh_site), "&sku=",
+                                        Encode(crh_sku), "&limit=", crh_limit));
+  });
+  depot::v1::ReleaseRightsRequest cr_release;
+  int64_t cr_release_units = 0;
+  auto* crrelease = crights->add_subcommand(
+      "release", "hand unused rights back to a site (at most what central has uncommitted)");
+  crrelease->fallthrough();
+  crrelease->add_option("site", *cr_release.mutable_site())->required();
+  crrelease->add_option("sku", *cr_release.mutable_sku())->required();
+  crrelease->add_option("units", cr_release_units)->required();
+  crrelease->add_option("--note", *cr_release.mutable_note());
+  crrelease->callback([&] {
+    cr_release.set_units(cr_release_units);
+    ctl.CallCentral("POST", "/v1/rights/release", depot::MessageToJson(cr_release));
+  });
+  std::string crp_site;
+  int crp_percent = 0;
+  int64_t crp_units = 0, crp_floor = 0, crp_refill = 0;
+  auto* crpolicy = crights->add_subcommand(
+      "policy", "every site's split policy, or set SITE's (the flags replace the whole policy)");
+  crpolicy->fallthrough();
+  crpolicy->add_option("site", crp_site, "set this site's policy");
+  crpolicy->add_option("--percent", crp_percent, "store share in percent of sellable, 0..100");
+  crpolicy->add_option("--units", crp_units, "store share in units (used instead of --percent)");
+  crpolicy->add_option("--floor", crp_floor, "local rights kept at least");
+  crpolicy->add_option("--refill-below", crp_refill, "the node asks for rights below this");
+  crpolicy->callback([&] {
+    if (crp_site.empty()) return ctl.CallCentral("GET", "/v1/rights/policies");
+    depot::v1::RightsPolicy p;
+    p.set_store_share_percent(crp_percent);
+    p.set_store_share_units(crp_units);
+    p.set_floor_units(crp_floor);
+    p.set_refill_below(crp_refill);
+    ctl.CallCentral("PUT", "/v1/rights/policies/" + Encode(crp_site), depot::MessageToJson(p));
+  });
+  auto* crverify = crights->add_subcommand(
+      "verify", "check central's rights identities (exit 4 when one does not hold)");
+  crverify->fallthrough();
+  crverify->callback([&] {
+    auto r = ctl.client->Send("GET", ctl.central + "/v1/rights/verify", "",
+                              {{"X-Depot-Operator", ctl.op}});
+    if (!r.ok()) {
+      std::cerr << "depotctl: cannot reach " << ctl.central << ": " << r.status().message()
+                << "\n";
+      ctl.exit_code = 3;
+      return;
+    }
+    std::cout << r->body << "\n";
+    if (r->status != 200) {
+      ctl.exit_code = 1;
+    } else if (r->body.find("\"ok\":true") == std::string::npos) {
+      std::cerr << "depotctl: central's rights do not add up\n";
+      ctl.exit_code = 4;
+    }
+  });
+  crights->callback([&] {
+    if (crhist->parsed() || crrelease->parsed() || crpolicy->parsed() || crverify->parsed()) {
+      return;
+    }
+    ctl.CallCentral("GET",
+                    absl::StrCat("/v1/rights?site=", Encode(cr_site), "&sku=", Encode(cr_sku)));
+  });
+  std::string cl_channel;
+  auto* clistings = central->add_subcommand(
+      "listings", "published quantity per SKU for a channel (central's rights minus its buffer)");
+  clistings->fallthrough();
+  clistings->add_option("channel", cl_channel)->required();
+  clistings->callback(
+      [&] { ctl.CallCentral("GET", "/v1/listings?channel=" + Encode(cl_channel)); });
+
   app.add_subcommand("verify", "recompute balances from the movements and compare")
       ->callback([&] {
         auto r = ctl.client->Send("POST", ctl.node + "/v1/verify", "",

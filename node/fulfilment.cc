@@ -193,8 +193,11 @@ void Create(LedgerTx& tx, const Record& r, uint64_t released_hlc) {
 
 // Stores r's state and appends its FulfilmentUpdate (the whole state) to the outbox.
 // Stores the fulfilment's state and, when `report`, emits its FulfilmentUpdate to the outbox.
-void Commit(LedgerTx& tx, const Record& r, const std::string& change, const std::string& note,
-            bool report = true) {
+// Writes the fulfilment's new state and its update event. Fails only on storage errors (also
+// of the rights book, which it tells about shipped and shorted units of central's orders).
+absl::Status Commit(LedgerTx& tx, const Record& r, const std::string& change,
+                    const std::string& note, bool report = true) {
+  absl::Status rights_status;
   const uint64_t hlc = tx.Now();
   {
     auto up = tx.stmts().Get(
@@ -209,7 +212,25 @@ void Commit(LedgerTx& tx, const Record& r, const std::string& change, const std:
     up->bind(7, r.f.fulfilment_id());
     up->exec();
   }
+  const bool central_order = r.f.local_kind() == v1::LOCAL_ORDER_KIND_UNSPECIFIED;
   for (const auto& l : r.f.lines()) {
+    if (central_order) {
+      // Central's rights: shipped units are consumed, shorted units come back (rights_book.h).
+      auto old = tx.stmts().Get(
+          "SELECT shipped, short_quantity FROM fulfilment_lines "
+          "WHERE fulfilment_id = ? AND line_no = ?");
+      old->bind(1, r.f.fulfilment_id());
+      old->bind(2, static_cast<int64_t>(l.line_no()));
+      if (old->executeStep()) {
+        const int64_t shipped = l.shipped() - old->getColumn(0).getInt64();
+        const int64_t returned = l.short_quantity() - old->getColumn(1).getInt64();
+        if (shipped > 0 || returned > 0) {
+          absl::Status d = tx.rights().CentralDelta(tx, l.sku(), shipped, returned,
+                                                   r.f.fulfilment_id());
+          if (rights_status.ok()) rights_status = d;
+        }
+      }
+    }
     auto up = tx.stmts().Get(
         "UPDATE fulfilment_lines SET reserved = ?, picked = ?, short_quantity = ?, shipped = ?, "
         "short_reason = ? WHERE fulfilment_id = ? AND line_no = ?");
@@ -248,6 +269,7 @@ void Commit(LedgerTx& tx, const Record& r, const std::string& change, const std:
   }
   u->set_operator_id(tx.context().operator_id);
   if (report) tx.Emit(std::move(e));
+  return rights_status;
 }
 
 absl::Status Transition(Record* r, NodeAction a) {
@@ -631,9 +653,12 @@ absl::StatusOr<Record> Pick(LedgerTx& tx, const v1::PickRequest& req) {
   if (auto s = Transition(&r, AllDone(r) ? NodeAction::kPickDone : NodeAction::kPick); !s.ok()) {
     return s;
   }
-  Commit(tx, r, "picked", "");
+  if (auto cs = Commit(tx, r, "picked", ""); !cs.ok()) return cs;
   return r;
 }
+
+absl::Status ShortLine(LedgerTx& tx, Record* rec, v1::FulfilmentLine* line, int64_t q,
+                       const std::string& reason);
 
 absl::StatusOr<Record> ShortPick(LedgerTx& tx, const v1::ShortPickRequest& req) {
   auto rec = LoadForWrite(tx, req.fulfilment_id());
@@ -664,10 +689,19 @@ absl::StatusOr<Record> ShortPick(LedgerTx& tx, const v1::ShortPickRequest& req) 
     return absl::FailedPreconditionError(StrCat("line ", req.line_no(), " of fulfilment '", id,
                                                 "' has ", open, " left to pick, not ", q));
   }
+  if (auto s = ShortLine(tx, &r, line, q, req.reason()); !s.ok()) return s;
+  return r;
+}
+
+// Shorts q unpicked units of *line (validated by the caller) and commits the fulfilment.
+absl::Status ShortLine(LedgerTx& tx, Record* rec, v1::FulfilmentLine* line, int64_t q,
+                       const std::string& reason) {
+  Record& r = *rec;
+  const std::string& id = r.f.fulfilment_id();
   if (auto s = Release(tx, line->sku(), id, q); !s.ok()) return s;
   line->set_reserved(line->reserved() - q);
   line->set_short_quantity(line->short_quantity() + q);
-  line->set_short_reason(req.reason());
+  line->set_short_reason(reason);
   if (AllDone(r) && TotalPicked(r) == 0) {
     // Nothing at all can be picked here: the fulfilment is over; central re-routes the shorts.
     if (auto s = ReleaseRest(tx, &r); !s.ok()) return s;
@@ -677,8 +711,7 @@ absl::StatusOr<Record> ShortPick(LedgerTx& tx, const v1::ShortPickRequest& req) 
   } else if (TotalPicked(r) > 0) {
     if (auto s = Transition(&r, NodeAction::kPick); !s.ok()) return s;
   }
-  Commit(tx, r, "short", req.reason());
-  return r;
+  return Commit(tx, r, "short", reason);
 }
 
 // report = false when the shipment follows in the same transaction (its update carries the
@@ -767,7 +800,7 @@ absl::StatusOr<Record> Pack(LedgerTx& tx, const v1::PackRequest& req, bool repor
     ins->exec();
     *r.f.add_packages() = std::move(p);
   }
-  Commit(tx, r, "packed", "", report);
+  if (auto cs = Commit(tx, r, "packed", "", report); !cs.ok()) return cs;
   return r;
 }
 
@@ -791,7 +824,7 @@ absl::StatusOr<Record> Ship(LedgerTx& tx, const v1::ShipRequest& req) {
   if (auto s = ReleaseRest(tx, &r); !s.ok()) return s;
   r.f.set_carrier(req.carrier());
   r.f.set_tracking(req.tracking());
-  Commit(tx, r, "shipped", "");
+  if (auto cs = Commit(tx, r, "shipped", ""); !cs.ok()) return cs;
   return r;
 }
 
@@ -823,6 +856,12 @@ absl::StatusOr<Record> LocalOrder(LedgerTx& tx, const v1::LocalOrderRequest& req
     }
     if (!need.count(l.sku())) order.push_back(l.sku());
     need[l.sku()] += l.quantity();
+  }
+  // Local selling rights first (rights_book.h): beyond them the sale is refused, offline too.
+  for (const auto& sku : order) {
+    if (auto s = tx.rights().LocalCommit(tx, sku, need[sku], kind == v1::COUNTER_SALE); !s.ok()) {
+      return s;
+    }
   }
   for (const auto& sku : order) {
     auto atp = tx.Atp(sku);
@@ -866,7 +905,7 @@ absl::StatusOr<Record> LocalOrder(LedgerTx& tx, const v1::LocalOrderRequest& req
   }
   if (auto s = Transition(&r, NodeAction::kAccept); !s.ok()) return s;
   if (kind == v1::CLICK_AND_COLLECT) {
-    Commit(tx, r, "accepted", "");
+    if (auto cs = Commit(tx, r, "accepted", ""); !cs.ok()) return cs;
     return r;
   }
   // Counter sale: the goods leave now, first expiry first out, never from the staging bin.
@@ -879,7 +918,7 @@ absl::StatusOr<Record> LocalOrder(LedgerTx& tx, const v1::LocalOrderRequest& req
   for (NodeAction a : {NodeAction::kPickDone, NodeAction::kPack, NodeAction::kShip}) {
     if (auto s = Transition(&r, a); !s.ok()) return s;
   }
-  Commit(tx, r, "shipped", "");
+  if (auto cs = Commit(tx, r, "shipped", ""); !cs.ok()) return cs;
   return r;
 }
 
@@ -916,9 +955,10 @@ absl::StatusOr<Record> HandOut(LedgerTx& tx, const v1::HandOutRequest& req) {
     }
     l.set_picked(l.picked() + std::max<int64_t>(0, rest));
     l.set_shipped(l.picked());
+    if (auto s = tx.rights().LocalLeave(tx, l.sku(), l.shipped()); !s.ok()) return s;
   }
   if (auto s = ReleaseRest(tx, &r); !s.ok()) return s;
-  Commit(tx, r, "shipped", "");
+  if (auto cs = Commit(tx, r, "shipped", ""); !cs.ok()) return cs;
   return r;
 }
 
@@ -954,6 +994,40 @@ absl::Status Apply(LedgerTx& tx, const v1::Operation& op, v1::OperationResult* r
   if (!r.ok()) return r.status();
   *result->mutable_fulfilment() = std::move(r->f);
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> ShortForLoss(LedgerTx& tx, const std::string& sku,
+                                                      int64_t units) {
+  std::vector<std::pair<std::string, uint32_t>> lines;
+  {
+    auto q = tx.stmts().Get(
+        "SELECT l.fulfilment_id, l.line_no FROM fulfilment_lines l "
+        "JOIN fulfilments f ON f.fulfilment_id = l.fulfilment_id "
+        "WHERE l.sku = ? AND l.reserved > l.picked AND f.local_kind = 0 AND f.status IN (?, ?) "
+        "ORDER BY f.seq DESC");
+    q->bind(1, sku);
+    q->bind(2, static_cast<int>(v1::FULFILMENT_ACCEPTED));
+    q->bind(3, static_cast<int>(v1::FULFILMENT_PICKING));
+    while (q->executeStep()) {
+      lines.emplace_back(q->getColumn(0).getString(), q->getColumn(1).getInt());
+    }
+  }
+  std::vector<std::string> shorted;
+  for (const auto& [id, line_no] : lines) {
+    if (units <= 0) break;
+    auto rec = Load(tx.stmts(), id);
+    if (!rec.ok()) return rec.status();
+    for (auto& l : *rec->f.mutable_lines()) {
+      if (l.line_no() != line_no) continue;
+      const int64_t q = std::min(units, Open(l));
+      if (q <= 0) break;
+      if (auto s = ShortLine(tx, &*rec, &l, q, "stock_loss"); !s.ok()) return s;
+      units -= q;
+      shorted.push_back(id);
+      break;
+    }
+  }
+  return shorted;
 }
 
 // ---- central's feed --------------------------------------------------------------------------
@@ -1013,15 +1087,19 @@ absl::Status AcceptRelease(LedgerTx& tx, const v1::FulfilmentRelease& rel) {
     reserved += take;
     if (take < l.quantity()) {
       l.set_short_quantity(l.quantity() - take);
-      l.set_short_reason("no_stock_at_release");
+      // Central allocates only against its rights here, so with selling rights a release can
+      // find too little stock only after a loss the node already reported ("stock_loss");
+      // anything else is an oversell (the simulation counts these).
+      const int64_t explained = tx.rights().LossExplains(tx, l.sku(), l.quantity() - take);
+      l.set_short_reason(explained == l.quantity() - take ? "stock_loss" : "no_stock_at_release");
     }
   }
   if (auto s = Transition(&r, NodeAction::kAccept); !s.ok()) return s;
-  Commit(tx, r, "accepted", "");
+  if (auto cs = Commit(tx, r, "accepted", ""); !cs.ok()) return cs;
   if (reserved == 0) {
     // Nothing here: accepted with every line short (central re-routes them), then finished.
     if (auto s = Transition(&r, NodeAction::kCancel); !s.ok()) return s;
-    Commit(tx, r, "cancelled", "no stock at release");
+    if (auto cs = Commit(tx, r, "cancelled", "no stock at release"); !cs.ok()) return cs;
   }
   return absl::OkStatus();
 }
@@ -1046,9 +1124,9 @@ absl::Status ApplyRelease(LedgerTx& tx, const v1::FulfilmentRelease& rel) {
     l.set_short_reason("node_error");
   }
   r.f.set_status(v1::FULFILMENT_ACCEPTED);
-  Commit(tx, r, "accepted", "");
+  if (auto cs = Commit(tx, r, "accepted", ""); !cs.ok()) return cs;
   if (auto t = Transition(&r, NodeAction::kCancel); !t.ok()) return t;
-  Commit(tx, r, "cancelled", StrCat("node could not accept the release: ", s.message()));
+  if (auto cs = Commit(tx, r, "cancelled", StrCat("node could not accept the release: ", s.message())); !cs.ok()) return cs;
   return absl::OkStatus();
 }
 
@@ -1067,9 +1145,9 @@ absl::Status ApplyCancel(LedgerTx& tx, const v1::FulfilmentCancel& cancel) {
     r.f.set_status(v1::FULFILMENT_CANCELLED);
     r.f.set_cancel_requested(true);
     Create(tx, r, 0);
-    Commit(tx, r, "cancelled",
+    if (auto cs = Commit(tx, r, "cancelled",
            StrCat("cancelled before its release arrived",
-                  cancel.reason().empty() ? "" : ": ", cancel.reason()));
+                  cancel.reason().empty() ? "" : ": ", cancel.reason())); !cs.ok()) return cs;
     return absl::OkStatus();
   }
   Record& r = *rec;
@@ -1087,7 +1165,7 @@ absl::Status ApplyCancel(LedgerTx& tx, const v1::FulfilmentCancel& cancel) {
     }
     case orders::CancelDecision::kRefuseShipped:
       if (asked_before) return absl::OkStatus();  // answered already
-      Commit(tx, r, "cancel_refused", cancel.reason());
+      if (auto cs = Commit(tx, r, "cancel_refused", cancel.reason()); !cs.ok()) return cs;
       return absl::OkStatus();
     case orders::CancelDecision::kCancel:
       break;
@@ -1114,7 +1192,7 @@ absl::Status ApplyCancel(LedgerTx& tx, const v1::FulfilmentCancel& cancel) {
     absl::StrAppend(&note, note.empty() ? "" : "; ", "left in ", kStagingBin, ": ",
                     absl::StrJoin(left, ", "));
   }
-  Commit(tx, r, "cancelled", note);
+  if (auto cs = Commit(tx, r, "cancelled", note); !cs.ok()) return cs;
   return absl::OkStatus();
 }
 

@@ -27,6 +27,7 @@
 #include "common/request_context.h"
 #include "depot/v1/node_api.pb.h"
 #include "depot/v1/sync.pb.h"
+#include "node/rights_book.h"
 #include "node/stmt_cache.h"
 
 namespace depot::node {
@@ -57,6 +58,9 @@ class LedgerTx {
   virtual absl::StatusOr<v1::Atp> Atp(const std::string& sku) = 0;
   // The write connection and its statement cache, for the fulfilment tables.
   virtual StmtCache& stmts() = 0;
+  // The selling-rights book (node/rights_book.h), to report local commitments and central's
+  // shipped and shorted units.
+  virtual RightsBook& rights() = 0;
   // Runs f in a nested savepoint: when f fails, everything it wrote (rows, events, the ledger's
   // sequence counters) is undone and its error returned.
   virtual absl::Status Savepoint(const std::function<absl::Status()>& f) = 0;
@@ -71,6 +75,12 @@ bool IsFulfilmentOp(const v1::Operation& op);
 // Applies a fulfilment member of op (wave, pick, short_pick, pack, ship, local_order, hand_out)
 // and fills result->fulfilment (or ->wave). Nothing is written when it fails.
 absl::Status Apply(LedgerTx& tx, const v1::Operation& op, v1::OperationResult* result);
+
+// A loss left this SKU over-committed: shorts up to `units` unpicked units of central's open
+// fulfilments (accepted or picking, newest first) with reason "stock_loss", so central re-routes
+// them. Returns the fulfilment ids shorted.
+absl::StatusOr<std::vector<std::string>> ShortForLoss(LedgerTx& tx, const std::string& sku,
+                                                      int64_t units);
 
 // Central's feed. A release creates the fulfilment and reserves what the site's ATP allows (the
 // rest is short); a cancel is decided with orders::DecideCancel. Both are idempotent by

@@ -37,6 +37,7 @@ const google::protobuf::Message& FulfilmentOf(const v1::OperationResult& r) {
   return r.fulfilment();
 }
 const google::protobuf::Message& WaveOf(const v1::OperationResult& r) { return r.wave(); }
+const google::protobuf::Message& RightsOf(const v1::OperationResult& r) { return r.rights(); }
 
 // "FULFILMENT_ACCEPTED", "ACCEPTED" or "accepted"; empty = any.
 absl::StatusOr<v1::FulfilmentStatus> ParseFulfilmentStatus(std::string_view text) {
@@ -280,6 +281,16 @@ void NodeHttpApi::Impl::Handle(Request&& req, Responder respond) {
              },
              &FulfilmentOf);
        }},
+      // Selling rights: ask central for more now (answers the SKU's book).
+      {"/v1/rights/request",
+       [](Impl* i, const Request& q, Responder r) {
+         i->Write<v1::RightsRequest>(
+             q, std::move(r),
+             [](v1::Operation* o, v1::RightsRequest&& x) {
+               *o->mutable_rights_request() = std::move(x);
+             },
+             &RightsOf);
+       }},
       {"/v1/handouts",
        [](Impl* i, const Request& q, Responder r) {
          i->Write<v1::HandOutRequest>(
@@ -344,6 +355,23 @@ void NodeHttpApi::Impl::Handle(Request&& req, Responder respond) {
     respond = Measured("/v1/fulfilments/{id}", std::move(respond));
     if (!route(p, {"GET"})) return not_allowed(respond);
     return Reply(ledger_->GetFulfilment(http::PercentDecode(p.substr(16))), respond);
+  }
+  if (p == "/v1/rights") {
+    respond = Measured(p, std::move(respond));
+    if (!route(p, {"GET"})) return not_allowed(respond);
+    return Reply(ledger_->ListRights(req.Query("sku").value_or("")), respond);
+  }
+  if (p == "/v1/rights/history") {
+    respond = Measured(p, std::move(respond));
+    if (!route(p, {"GET"})) return not_allowed(respond);
+    auto limit = QueryUint(req, "limit", 100);
+    if (!limit.ok()) return respond(http::ErrorResponse(limit.status()));
+    if (*limit < 1 || *limit > 10000) {
+      return respond(http::ErrorResponse(absl::InvalidArgumentError("limit must be 1..10000")));
+    }
+    return Reply(ledger_->RightsHistory(req.Query("sku").value_or(""),
+                                        static_cast<uint32_t>(*limit)),
+                 respond);
   }
   if (p == "/v1/stock") {
     respond = Measured(p, std::move(respond));

@@ -22,7 +22,9 @@
 #include "common/sqlite_db.h"
 #include "common/stock_rules.h"
 #include "node/fulfilment.h"
+#include "node/rights_book.h"
 #include "node/stmt_cache.h"
+#include "spdlog/spdlog.h"
 
 namespace depot::node {
 namespace {
@@ -83,6 +85,7 @@ CREATE TABLE outbox(seq INTEGER PRIMARY KEY, movement_seq INTEGER, payload BLOB)
 ALTER TABLE requests ADD COLUMN result BLOB;
 CREATE INDEX skus_by_gtin ON skus(gtin);
 )sql"},
+    {4, RightsBook::kSchema},
 };
 
 struct ReadConn {
@@ -167,6 +170,8 @@ constexpr const char* kSkuColumns =
 
 }  // namespace
 
+class TxHandle;
+
 class Ledger::Impl {
  public:
   explicit Impl(const LedgerOptions& options) : options_(options), hlc_(*options.clock) {}
@@ -238,6 +243,13 @@ class Ledger::Impl {
   std::mutex write_mu_;
   std::unordered_map<std::string, v1::Sku> sku_cache_;
   std::unordered_set<std::string> bin_cache_;
+  RightsBook rights_;  // selling rights (node/rights_book.h), write side only
+  // Local stock operations' effect on the selling rights (top-level API calls only: the
+  // fulfilment module reports its own).
+  absl::Status LocalRights(TxHandle& tx, const v1::Operation& op, const v1::OperationResult& r,
+                           bool before);
+  // After refused local sales: asks central for the missing rights in a transaction of its own.
+  void FlushWantedRights();
 
   mutable std::mutex pool_mu_;
   mutable std::vector<std::unique_ptr<ReadConn>> pool_;
@@ -311,6 +323,7 @@ absl::Status Ledger::Impl::Init() {
     central_managed_ = options_.central_managed || meta_u64("central_managed") != 0;
     epoch_confirmed_ = meta_u64("confirmed_epoch") == epoch_;
     epoch_chain_ = meta.count("epoch_chain") ? meta["epoch_chain"] : "";
+    if (auto s = rights_.Load(*w_, node_id_, central_managed_, options_.selling_rights); !s.ok()) return s;
     SQLite::Statement last(*wdb_, "SELECT seq, hlc FROM movements ORDER BY seq DESC LIMIT 1");
     if (last.executeStep()) {
       last_seq_ = last.getColumn(0).getInt64();
@@ -760,6 +773,7 @@ class TxHandle final : public LedgerTx {
     return impl_->AtpFrom(*impl_->w_, sku);
   }
   StmtCache& stmts() override { return *impl_->w_; }
+  RightsBook& rights() override { return impl_->rights_; }
   absl::Status Savepoint(const std::function<absl::Status()>& f) override {
     const uint64_t seq = impl_->last_seq_, outbox = impl_->outbox_seq_;
     const int rows = result_->movements_size();
@@ -830,9 +844,16 @@ absl::StatusOr<v1::OperationResult> Ledger::Impl::ApplyOne(const RequestContext&
     }
   }
 
-  if (fulfilment::IsFulfilmentOp(op)) {
+  if (fulfilment::IsFulfilmentOp(op) || op.op_case() == v1::Operation::kRightsRequest) {
     TxHandle tx(this, ctx, request_id, &result);
-    if (auto s = fulfilment::Apply(tx, op, &result); !s.ok()) return s;
+    if (op.op_case() == v1::Operation::kRightsRequest) {
+      auto book = rights_.Request(tx, op.rights_request());
+      if (!book.ok()) return book.status();
+      *result.mutable_rights() = std::move(*book);
+    } else if (auto s = fulfilment::Apply(tx, op, &result); !s.ok()) {
+      return s;
+    }
+    if (auto s = rights_.Settle(tx); !s.ok()) return s;
     result.clear_atp();  // several SKUs: the fulfilment is the answer
     if (!request_id.empty()) {
       const std::string bytes = DeterministicBytes(result);
@@ -851,7 +872,11 @@ absl::StatusOr<v1::OperationResult> Ledger::Impl::ApplyOne(const RequestContext&
   }
 
   if (auto s = CheckNotOrderOwned(op); !s.ok()) return s;
+  TxHandle tx(this, ctx, request_id, &result);
+  if (auto s = LocalRights(tx, op, result, /*before=*/true); !s.ok()) return s;
   if (auto s = ApplyStock(ctx, op, request_id, &result); !s.ok()) return s;
+  if (auto s = LocalRights(tx, op, result, /*before=*/false); !s.ok()) return s;
+  if (auto s = rights_.Settle(tx); !s.ok()) return s;
   if (!request_id.empty()) {
     auto ins = w_->Get(
         "INSERT INTO requests(request_id, op_seq, rows, fingerprint) VALUES (?, ?, ?, ?)");
@@ -862,6 +887,57 @@ absl::StatusOr<v1::OperationResult> Ledger::Impl::ApplyOne(const RequestContext&
     ins->exec();
   }
   return result;
+}
+
+// A manual reservation is a local commitment like a click-and-collect order: it needs local
+// selling rights (checked before the stock moves, so the refusal names the rights); releasing
+// it gives them back; consuming it lets the goods leave. Losses are reported with their size.
+absl::Status Ledger::Impl::LocalRights(TxHandle& tx, const v1::Operation& op,
+                                       const v1::OperationResult& r, bool before) {
+  int64_t moved = 0;
+  for (const auto& m : r.movements()) moved += m.quantity();
+  switch (op.op_case()) {
+    case v1::Operation::kReserve:
+      if (!before) return absl::OkStatus();
+      if (op.reserve().quantity() <= 0) return absl::OkStatus();  // ApplyStock refuses it
+      return rights_.LocalCommit(tx, op.reserve().sku(), op.reserve().quantity(), false);
+    case v1::Operation::kRelease:
+      return before ? absl::OkStatus() : rights_.LocalRelease(tx, op.release().sku(), moved);
+    case v1::Operation::kConsume:
+      return before ? absl::OkStatus() : rights_.LocalLeave(tx, op.consume().sku(), moved);
+    case v1::Operation::kAdjust:
+      if (!before && op.adjust().quantity() < 0) {
+        rights_.Touch(op.adjust().sku(), -op.adjust().quantity());
+      }
+      return absl::OkStatus();
+    case v1::Operation::kScrap:
+      if (!before) rights_.Touch(op.scrap().sku(), op.scrap().quantity());
+      return absl::OkStatus();
+    default:
+      return absl::OkStatus();
+  }
+}
+
+void Ledger::Impl::FlushWantedRights() {
+  static const RequestContext kRights{"rights", "refused-sale"};
+  static const std::string kNoRequest;
+  const uint64_t seq0 = last_seq_, outbox0 = outbox_seq_;
+  try {
+    db::WriteTransaction t(*wdb_);
+    v1::OperationResult rows;
+    TxHandle tx(this, kRights, kNoRequest, &rows);
+    if (auto s = rights_.FlushWanted(tx); !s.ok()) {
+      spdlog::warn("asking central for rights failed: {}", std::string(s.message()));
+      last_seq_ = seq0;
+      outbox_seq_ = outbox0;
+      return;
+    }
+    t.Commit();
+  } catch (const std::exception& e) {
+    spdlog::warn("asking central for rights failed: {}", e.what());
+    last_seq_ = seq0;
+    outbox_seq_ = outbox0;
+  }
 }
 
 // A stock operation from outside (API, CLI) may not take what orders own: the staging bin holds
@@ -1056,6 +1132,7 @@ absl::Status Ledger::Impl::ApplyStock(const RequestContext& ctx, const v1::Opera
     if (auto s = AppendRow(sku, std::move(row), result); !s.ok()) return s;
     op_seq = result->movements(0).seq();
   }
+  rights_.Touch(sku.code());
   if (!result->has_atp() || result->atp().sku() != sku.code()) {  // a move changes no total
     auto atp = AtpFrom(*w_, sku.code());
     if (!atp.ok()) return atp.status();
@@ -1085,21 +1162,23 @@ std::vector<absl::StatusOr<v1::OperationResult>> Ledger::Impl::ApplyBatch(
       if (!r.ok()) {
         last_seq_ = seq_before;
         outbox_seq_ = outbox_before;
+        rights_.Discard();
         if (!single) w_->Get("ROLLBACK TO op")->exec();
       }
       if (!single) w_->Get("RELEASE op")->exec();
       results.push_back(std::move(r));
     }
-    // A single failed operation: roll the whole (empty) transaction back instead of committing.
-    if (single && !results[0].ok()) return results;
-    tx.Commit();
+    // A single failed operation: roll the whole transaction back instead of committing.
+    if (!(single && !results[0].ok())) tx.Commit();
   } catch (const std::exception& e) {
     last_seq_ = seq0;
     outbox_seq_ = outbox0;
+    rights_.Discard();
     absl::Status s = db::FromException(e);
     for (auto& r : results) r = s;
     while (results.size() < items.size()) results.push_back(s);
   }
+  if (rights_.HasWanted()) FlushWantedRights();
   return results;
 }
 
@@ -1326,6 +1405,24 @@ absl::StatusOr<v1::VerifyResponse> Ledger::Impl::Verify(ReadConn& c) const {
     }
     for (auto& [k, v] : stored) diff("serial", StrCat(k.first, "/", k.second, " in ", v.first), 1, 0);
   }
+  {
+    // Selling rights: both conservation identities per SKU, the book's stock equal to the
+    // recomputed totals, and no over-claim beyond a reported loss (invariants 2 and 3).
+    auto violations = RightsBook::Verify(*c.stmts);
+    if (!violations.ok()) return violations.status();
+    for (const auto& v : *violations) {
+      auto* d = out.add_differences();
+      d->set_what("rights");
+      d->set_key(v);
+    }
+    auto books = RightsBook::List(*c.stmts, "");
+    if (!books.ok()) return books.status();
+    for (const auto& b : *books) {
+      auto it = totals.find(b.sku());
+      const int64_t on_hand = it == totals.end() ? 0 : it->second.first;
+      if (on_hand != b.on_hand()) diff("rights_on_hand", b.sku(), b.on_hand(), on_hand);
+    }
+  }
   out.set_ok(out.differences_size() == 0);
   return out;
 }
@@ -1364,13 +1461,31 @@ absl::StatusOr<uint64_t> Ledger::Impl::ApplyFeed(const std::vector<v1::FeedEntry
     outbox_seq_ = outbox0;
     sku_cache_.clear();
     bin_cache_.clear();
+    rights_.Discard();
+    (void)rights_.Load(*w_, node_id_, central_managed_, options_.selling_rights);  // undo policy changes in memory
     return s;
   };
   try {
     db::WriteTransaction tx(*wdb_);
+    v1::OperationResult feed_rows;
+    TxHandle feed_tx(this, kCentral, kNoRequest, &feed_rows);
     for (const v1::FeedEntry& e : entries) {
       if (e.seq() <= mark) continue;      // duplicate
       if (e.seq() != mark + 1) break;     // gap: wait for the missing entry
+      if (!central_managed_ && mark == feed_mark_) {
+        // Joining central: the default split policy changes from "everything local".
+        if (auto s = rights_.BecomeCentralManaged(feed_tx); !s.ok()) return fail(s);
+      }
+      absl::Status rs;
+      switch (e.body_case()) {
+        case v1::FeedEntry::kRightsRelease: rs = rights_.ApplyRelease(feed_tx, e.rights_release()); break;
+        case v1::FeedEntry::kRightsRequest: rs = rights_.ApplyRequest(feed_tx, e.rights_request()); break;
+        case v1::FeedEntry::kRightsPolicy: rs = rights_.ApplyPolicy(feed_tx, e.rights_policy()); break;
+        case v1::FeedEntry::kSite: rs = rights_.ApplySite(feed_tx, e.site()); break;
+        case v1::FeedEntry::kSku: rights_.Touch(e.sku().code()); break;  // safety stock may change
+        default: break;
+      }
+      if (!rs.ok()) return fail(rs);
       switch (e.body_case()) {
         case v1::FeedEntry::kRelease:
         case v1::FeedEntry::kCancel: {
@@ -1420,9 +1535,10 @@ absl::StatusOr<uint64_t> Ledger::Impl::ApplyFeed(const std::vector<v1::FeedEntry
           up->exec();
           break;
         }
-        default:  // sites and kinds this version does not know: accepted, nothing to store
+        default:  // rights (above), sites and kinds this version does not know: nothing more
           break;
       }
+      if (auto st = rights_.Settle(feed_tx); !st.ok()) return fail(st);
       mark = e.seq();
     }
     if (mark != feed_mark_) {
@@ -1522,6 +1638,28 @@ absl::StatusOr<v1::BinsResponse> Ledger::ListBins() const {
     }
     return out;
   });
+}
+
+absl::StatusOr<v1::NodeRightsResponse> Ledger::ListRights(const std::string& sku) const {
+  return impl_->Read([&](ReadConn& c) -> absl::StatusOr<v1::NodeRightsResponse> {
+    if (!sku.empty()) {
+      auto q = c.stmts->Get("SELECT 1 FROM skus WHERE code = ?");
+      q->bind(1, sku);
+      if (!q->executeStep()) return absl::NotFoundError(StrCat("unknown SKU '", sku, "'"));
+    }
+    auto books = RightsBook::List(*c.stmts, sku);
+    if (!books.ok()) return books.status();
+    v1::NodeRightsResponse out;
+    for (auto& b : *books) *out.add_books() = std::move(b);
+    std::lock_guard<std::mutex> lock(impl_->write_mu_);  // the policy lives on the write side
+    *out.mutable_policy() = impl_->rights_.Policy();
+    return out;
+  });
+}
+
+absl::StatusOr<v1::RightsHistoryResponse> Ledger::RightsHistory(const std::string& sku,
+                                                               uint32_t limit) const {
+  return impl_->Read([&](ReadConn& c) { return RightsBook::History(*c.stmts, sku, limit); });
 }
 
 absl::StatusOr<v1::Atp> Ledger::GetAtp(const std::string& sku) const {

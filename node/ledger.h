@@ -26,6 +26,7 @@
 #include "common/clock.h"
 #include "common/request_context.h"
 #include "depot/v1/node_api.pb.h"
+#include "depot/v1/rights.pb.h"
 #include "depot/v1/sync.pb.h"
 
 namespace depot::node {
@@ -37,6 +38,9 @@ struct LedgerOptions {
   bool central_managed = false;           // master data comes from central: refuse CSV imports
   const Clock* clock = &SystemClock();
   int read_connections = 4;               // pool size for concurrent readers
+  // Selling rights (node/rights_book.h). false is the naive baseline the benchmarks and the
+  // simulation compare against: local sales check ATP only, no book, no rights events.
+  bool selling_rights = true;
 };
 
 struct MovementFilter {
@@ -98,9 +102,17 @@ class Ledger {
   // Fulfilments per status (v1::FulfilmentStatus as int).
   absl::StatusOr<std::map<int, int64_t>> FulfilmentCounts() const;
 
+  // Selling rights (node/rights_book.h): the book of one SKU (or all, sku empty) with the
+  // policy in force, and the transfer history newest first (limit 1..10000, default 100).
+  // Asking central for rights is the Operation member rights_request.
+  absl::StatusOr<v1::NodeRightsResponse> ListRights(const std::string& sku) const;
+  absl::StatusOr<v1::RightsHistoryResponse> RightsHistory(const std::string& sku,
+                                                          uint32_t limit) const;
+
   // Recomputes balances, totals, reservations and serials from the movements (in one read
   // snapshot) and reports every difference from the stored ones, and checks that every
-  // fulfilment's lines account for its open reservation ("fulfilment_reserved").
+  // fulfilment's lines account for its open reservation ("fulfilment_reserved") and that every
+  // selling-rights book holds its identities ("rights", "rights_on_hand").
   absl::StatusOr<v1::VerifyResponse> Verify() const;
 
   v1::NodeStatus Status() const;

@@ -109,8 +109,9 @@ TEST_CASE("central feeds master data to two nodes and mirrors their stock",
   // Both nodes connected, central's mark = the node's newest event.
   auto nodes = Parse<v1::ListNodesResponse>(CtlCentral(*central, {"central", "nodes"}));
   CHECK(nodes.nodes_size() == 2);
-  const std::vector<std::tuple<std::string, Http*, uint64_t>> expect = {{"S1", &h1, 3},
-                                                                        {"S2", &h2, 4}};
+  // Movements plus one selling-rights grant per receipt (stores keep 30 %, grant the rest).
+  const std::vector<std::tuple<std::string, Http*, uint64_t>> expect = {{"S1", &h1, 5},
+                                                                        {"S2", &h2, 7}};
   for (const auto& [id, h, events] : expect) {
     v1::NodeInfo info = FindNode(nodes, id);
     auto sync = SyncState(*h);
@@ -126,10 +127,10 @@ TEST_CASE("central feeds master data to two nodes and mirrors their stock",
 
   auto metrics = c.Send("GET", "/metrics").body;
   CHECK(MetricValue(metrics, "depot_central_nodes_connected") == 2);
-  CHECK(MetricValue(metrics, "depot_central_events_applied_total") == 7);
+  CHECK(MetricValue(metrics, "depot_central_events_applied_total") == 12);
   auto node_metrics = h1.Send("GET", "/metrics").body;
   CHECK(MetricValue(node_metrics, "depot_sync_connected") == 1);
-  CHECK(MetricValue(node_metrics, "depot_sync_acked_seq") == 3);
+  CHECK(MetricValue(node_metrics, "depot_sync_acked_seq") == 5);
   CHECK(MetricValue(node_metrics, "depot_sync_lag_events") == 0);
 
   // Master data changed while the nodes are connected reaches them through the open streams.

@@ -20,6 +20,7 @@
 #include "common/json.h"
 #include "depot/v1/central.pb.h"
 #include "depot/v1/node_api.pb.h"
+#include "depot/v1/orders.pb.h"
 #include "tests/integration/integration_util.h"
 #include "tests/support/central_support.h"
 #include "tests/support/test_support.h"
@@ -151,16 +152,22 @@ inline std::unique_ptr<CentralProcess> StartCentral(const std::string& dir) {
   return central;
 }
 
+// A node whose sync client dials `central_address` (central's gRPC address, or a proxy's).
 inline std::unique_ptr<NodeProcess> StartNode(const std::string& dir, const std::string& id,
-                                       const CentralProcess& central,
-                                       std::vector<std::string> extra = {}) {
-  std::vector<std::string> args = {"--central", central.grpc_address()};
+                                              const std::string& central_address,
+                                              std::vector<std::string> extra = {}) {
+  std::vector<std::string> args = {"--central", central_address};
   args.insert(args.end(), extra.begin(), extra.end());
   auto node = std::make_unique<NodeProcess>(dir + "/" + id + ".db", id, std::move(args));
   absl::Status s = node->Start();
   INFO(s.ToString());
   REQUIRE(s.ok());
   return node;
+}
+inline std::unique_ptr<NodeProcess> StartNode(const std::string& dir, const std::string& id,
+                                              const CentralProcess& central,
+                                              std::vector<std::string> extra = {}) {
+  return StartNode(dir, id, central.grpc_address(), std::move(extra));
 }
 
 // Waits until the node has central's master data: the five sample SKUs and its three bins.
@@ -241,6 +248,149 @@ inline v1::NodeInfo FindNode(const v1::ListNodesResponse& nodes, const std::stri
   }
   FAIL("central does not list node " << id << ": " << MessageToJson(nodes));
   return {};
+}
+
+// ---- Order flow (captured at central, released to a node, shipped there) -------------------
+
+inline v1::CaptureOrderRequest NewOrder(const std::string& channel, const std::string& external_id,
+                                        const std::string& region,
+                                        const std::vector<std::pair<std::string, int64_t>>& lines) {
+  v1::CaptureOrderRequest o;
+  o.set_channel(channel);
+  o.set_external_id(external_id);
+  o.set_service_level("standard");
+  auto* a = o.mutable_ship_to();
+  a->set_name("Ada Lovelace");
+  a->set_line1("1 Main Street");
+  a->set_city("Springfield");
+  a->set_postal_code("12345");
+  a->set_country("US");
+  a->set_region(region);
+  for (const auto& [sku, qty] : lines) {
+    auto* l = o.add_lines();
+    l->set_sku(sku);
+    l->set_quantity(qty);
+    l->set_unit_price_cents(1000);
+  }
+  return o;
+}
+
+// POSTs and REQUIREs a 2xx answer; returns the body.
+inline std::string PostOk(Http& h, const std::string& path, const google::protobuf::Message& m) {
+  auto r = h.Send("POST", path, MessageToJson(m));
+  INFO("POST " << h.base() << path << " " << MessageToJson(m) << " -> " << r.status << " "
+               << r.body);
+  REQUIRE(r.status / 100 == 2);
+  return r.body;
+}
+// POSTs and REQUIREs the given status; returns the body.
+inline std::string PostStatus(Http& h, const std::string& path,
+                              const google::protobuf::Message& m, int status) {
+  auto r = h.Send("POST", path, MessageToJson(m));
+  INFO("POST " << h.base() << path << " " << MessageToJson(m) << " -> " << r.status << " "
+               << r.body);
+  REQUIRE(r.status == status);
+  return r.body;
+}
+
+inline v1::Order Capture(Http& central, const v1::CaptureOrderRequest& o) {
+  return Parse<v1::CaptureOrderResponse>(PostOk(central, "/v1/orders", o)).order();
+}
+inline v1::Order GetOrder(Http& central, const std::string& id) {
+  return central.GetOk<v1::Order>("/v1/orders/" + id);
+}
+// Waits until central shows the order in `status`; returns it.
+inline v1::Order WaitOrder(Http& central, const std::string& id, v1::OrderStatus status) {
+  v1::Order o;
+  bool ok = Eventually(
+      [&] {
+        auto r = central.Send("GET", "/v1/orders/" + id);
+        if (r.status == 404) return false;  // a node's local order may not have arrived yet
+        INFO(r.body);
+        REQUIRE(r.status == 200);
+        o = Parse<v1::Order>(r.body);
+        return o.status() == status;
+      },
+      kConvergeTimeout);
+  INFO("waiting for " << v1::OrderStatus_Name(status) << ": " << MessageToJson(o));
+  REQUIRE(ok);
+  return o;
+}
+// Waits until the node lists the fulfilment in `status`; returns it.
+inline v1::NodeFulfilment WaitFulfilment(Http& node, const std::string& id,
+                                         v1::FulfilmentStatus status) {
+  v1::NodeFulfilment f;
+  std::string last;
+  bool ok = Eventually(
+      [&] {
+        auto r = node.Send("GET", "/v1/fulfilments/" + id);
+        last = r.body;
+        if (r.status != 200) return false;
+        f = Parse<v1::NodeFulfilment>(r.body);
+        return f.status() == status;
+      },
+      kConvergeTimeout);
+  INFO("waiting at " << node.base() << " for " << id << " to be "
+                     << v1::FulfilmentStatus_Name(status) << ": " << last);
+  REQUIRE(ok);
+  return f;
+}
+
+// Picks every task of the fulfilment's wave for it, scanning the item by `item_of(sku)`.
+inline void PickAll(Http& node, const v1::Wave& wave, const std::string& fulfilment_id,
+                    const std::function<std::string(const std::string&)>& item_of) {
+  for (const auto& t : wave.tasks()) {
+    if (t.fulfilment_id() != fulfilment_id) continue;
+    v1::PickRequest p;
+    p.set_fulfilment_id(fulfilment_id);
+    p.set_bin(t.bin());
+    p.set_item(item_of(t.sku()));
+    p.set_lot(t.lot());
+    p.set_quantity(t.quantity());
+    PostOk(node, "/v1/picks", p);
+  }
+}
+
+inline v1::Wave MakeWave(Http& node, int max_orders = 50) {
+  v1::CreateWaveRequest w;
+  w.set_max_orders(max_orders);
+  return Parse<v1::Wave>(PostOk(node, "/v1/waves", w));
+}
+
+// Packs into one package and ships; in one step (ShipRequest.packages, a pack-and-ship station)
+// when `one_step`.
+inline void PackAndShip(Http& node, const std::string& fulfilment_id, const std::string& tracking,
+                        bool one_step = false) {
+  v1::PackRequest pack;
+  pack.set_fulfilment_id(fulfilment_id);
+  auto* p = pack.add_packages();
+  p->set_weight_g(1200);
+  p->set_length_mm(300);
+  p->set_width_mm(200);
+  p->set_height_mm(100);
+  v1::ShipRequest ship;
+  if (one_step) {
+    *ship.mutable_packages() = pack.packages();
+  } else {
+    PostOk(node, "/v1/packs", pack);
+  }
+  ship.set_fulfilment_id(fulfilment_id);
+  ship.set_carrier("UPS");
+  ship.set_tracking(tracking);
+  PostOk(node, "/v1/shipments", ship);
+}
+
+// Runs depotctl against a node and returns the result (exit code checked by the caller).
+inline ProcessResult CtlNode(const NodeProcess& node, const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {kCtlBin, "--operator", kOperator, "--node", node.url()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunProcess(argv);
+}
+
+inline bool HasException(Http& central, const std::string& kind, const std::string& order_id) {
+  auto list = central.GetOk<v1::ListExceptionsResponse>(
+      absl::StrCat("/v1/exceptions?kind=", kind, "&order_id=", order_id));
+  return list.exceptions_size() > 0;
 }
 
 // A depot-central with master data (imported by `import`) and nodes S1 and S2 connected to it,

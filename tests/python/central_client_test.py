@@ -24,8 +24,8 @@ import grpc
 
 def generate_stubs(proto_dir, out_dir):
     protos = [os.path.join("depot", "v1", p) for p in
-              ("master.proto", "orders.proto", "ledger.proto", "node_api.proto", "sync.proto",
-               "central.proto")]
+              ("master.proto", "orders.proto", "rights.proto", "ledger.proto", "node_api.proto",
+               "sync.proto", "central.proto")]
     cmd = ["protoc", f"-I{proto_dir}", f"--python_out={out_dir}", f"--grpc_python_out={out_dir}",
            "--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin"] + protos
     subprocess.run(cmd, check=True, cwd=proto_dir)
@@ -89,7 +89,7 @@ def main():
         health = channel.unary_unary("/grpc.health.v1.Health/Check")(b"", timeout=5)
         check("grpc health service says SERVING", health == b"\x08\x01", repr(health))
 
-        stub.Import(central_pb2.ImportRequest(kind="sites", csv="id,name\npy-node,Python site\n"))
+        stub.Import(central_pb2.ImportRequest(kind="sites", csv="id,name,kind\npy-node,Python site,store\n"))
         stub.Import(central_pb2.ImportRequest(kind="skus", csv="code,name\nPY-1,Python mug\n"))
         stub.Import(central_pb2.ImportRequest(kind="bins", csv="site,code\npy-node,BIN-1\n"))
         try:

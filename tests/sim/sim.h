@@ -187,6 +187,11 @@ struct SimStats {
   // node a restore changed (exempt from the agreement check), and how many of them disagree.
   uint64_t released = 0, shipped_final = 0, cancels_confirmed = 0, cancel_after_ship = 0,
            restore_exempt = 0, restore_disagree = 0;
+  // Selling rights (invariants 2 and 3, after convergence): (site, SKU) books compared between
+  // the node and central, units central's releases found missing at a node without a reported
+  // loss (oversold; must be 0), and books exempt because their node was restored from a backup.
+  uint64_t rights_books = 0, rights_granted_units = 0, oversold_units = 0,
+           rights_restore_exempt = 0;
   void Add(const SimStats& o);
   uint64_t idempotent_replays() const { return replays; }
 };

@@ -1,210 +1,22 @@
 // Central's order service in-process against a real SQLite store in a temp dir: capture, review,
 // routing and release into the feed, node updates through ApplyEvents (the same path the sync
-// engine uses), re-routing, cancellation, delivery, exceptions and KPIs.
-#include <stdlib.h>
-
+// engine uses), re-routing, cancellation, delivery, exceptions and KPIs. Stock arrives with a grant
+// of selling rights to central (CentralWorld::Receive): routing allocates against those.
 #include <catch2/catch.hpp>
-#include <filesystem>
-#include <mutex>
 
 #include "absl/strings/match.h"
-#include "central/central_sync.h"
-#include "central/grpc_service.h"
-#include "central/orders.h"
-#include "central/sqlite_store.h"
-#include "common/clock.h"
+#include "tests/unit/central_fixture.h"
 
 using namespace depot;
 using absl::StrContains;
 
-namespace {
-
-constexpr int64_t kSecond = 1'000'000;  // ManualClock counts microseconds
-
-struct World {
-  std::string dir;
-  ManualClock clock;
-  std::unique_ptr<central::CentralStore> store;
-  std::unique_ptr<central::CentralSyncEngine> engine;
-  std::unique_ptr<central::CentralService> central;
-  std::unique_ptr<central::OrderService> orders;
-  std::mutex online_mu;
-  std::set<std::string> online = {"S1", "S2", "S3"};
-  int feed_changes = 0;
-  std::map<std::string, uint64_t> seq;
-
-  World() {
-    char tmpl[] = "/tmp/depot-corders-XXXXXX";
-    dir = mkdtemp(tmpl);
-    auto s = central::OpenSqliteStore({.path = dir + "/central.db", .durable = false});
-    REQUIRE(s.ok());
-    store = std::move(*s);
-    REQUIRE(store
-                ->Import("sites",
-                         "id,name,kind,region\nS1,East,warehouse,east\nS2,West,store,west\n"
-                         "S3,North,warehouse,north\n")
-                .ok());
-    REQUIRE(store->Import("skus", "code,safety_stock\nA,0\nB,0\nC,2\n").ok());
-    REQUIRE(store
-                ->Import("channels",
-                         "id,name,site_priority,allow_split,review_above_cents\n"
-                         "web,Web shop,S1|S2,true,0\n"
-                         "market,Marketplace,S2|S1,false,100000\n"
-                         "any,Everywhere,,true,0\n")
-                .ok());
-    REQUIRE(store->Import("kits", "kit_sku,component_sku,quantity\nKIT,A,2\nKIT,B,1\n").ok());
-    for (const char* site : {"S1", "S2", "S3"}) {
-      REQUIRE(store->BeginEpoch(site, 7, UINT64_MAX).ok());
-    }
-    engine = std::make_unique<central::CentralSyncEngine>(store.get(), &clock);
-    central = std::make_unique<central::CentralService>(store.get(), engine.get(), &clock);
-    central::OrderServiceOptions options;
-    options.reroute_every_ms = 0;  // the tests run the passes
-    orders = std::make_unique<central::OrderService>(
-        store.get(), &clock,
-        [this] {
-          std::lock_guard<std::mutex> lock(online_mu);
-          return online;
-        },
-        [this] { ++feed_changes; }, options);
-    central->AttachOrders(orders.get());
-  }
-  ~World() {
-    orders.reset();
-    central.reset();
-    engine.reset();
-    store.reset();
-    std::filesystem::remove_all(dir);
-  }
-
-  int64_t NowMs() const { return clock.NowMicros() / 1000; }
-  uint64_t Hlc() const { return HybridLogicalClock::Pack(NowMs(), 0); }
-
-  void Apply(const std::string& site, std::vector<v1::Event> events) {
-    std::vector<const v1::Event*> ptrs;
-    for (auto& e : events) {
-      e.set_node_id(site);
-      e.set_epoch(7);
-      e.set_seq(++seq[site]);
-      if (e.hlc() == 0) e.set_hlc(Hlc());
-      ptrs.push_back(&e);
-    }
-    auto mark = store->ApplyEvents(site, 7, ptrs);
-    INFO(mark.status().ToString());
-    REQUIRE(mark.ok());
-    CHECK(*mark == seq[site]);
-  }
-  static v1::Event Movement(v1::MovementType type, const std::string& sku, int64_t qty,
-                            const std::string& ref = "") {
-    v1::Event e;
-    auto* m = e.mutable_movement();
-    m->set_type(type);
-    m->set_sku(sku);
-    m->set_bin("B1");
-    m->set_quantity(qty);
-    m->set_reference(ref);
-    return e;
-  }
-  void Receive(const std::string& site, const std::string& sku, int64_t qty) {
-    Apply(site, {Movement(v1::RECEIPT, sku, qty)});
-  }
-  void Send(const std::string& site, const v1::FulfilmentUpdate& u) {
-    v1::Event e;
-    *e.mutable_fulfilment() = u;
-    e.mutable_fulfilment()->set_hlc(Hlc());
-    Apply(site, {e});
-  }
-  std::vector<v1::FeedEntry> Feed(const std::string& site) {
-    auto f = store->ReadFeed(site, 0, 100000);
-    REQUIRE(f.ok());
-    std::vector<v1::FeedEntry> out;
-    for (auto& e : *f) {
-      if (e.has_release() || e.has_cancel()) out.push_back(e);
-    }
-    return out;
-  }
-  v1::Order Capture(const v1::CaptureOrderRequest& r) {
-    auto c = orders->Capture(r, "tester");
-    INFO(c.status().ToString());
-    REQUIRE(c.ok());
-    CHECK_FALSE(c->replayed());
-    return c->order();
-  }
-  v1::Order Get(const std::string& id) {
-    auto o = orders->Get(id);
-    REQUIRE(o.ok());
-    return *o;
-  }
-  std::vector<v1::ExceptionEntry> Exceptions(const std::string& kind, const std::string& order_id) {
-    v1::ListExceptionsRequest r;
-    r.set_kind(kind);
-    r.set_order_id(order_id);
-    auto l = central->ListExceptions(r);
-    REQUIRE(l.ok());
-    return {l->exceptions().begin(), l->exceptions().end()};
-  }
-  int OrderCount() {
-    auto l = orders->List({});
-    REQUIRE(l.ok());
-    return l->orders_size();
-  }
-};
-
-v1::CaptureOrderRequest Req(const std::string& channel, const std::string& external_id,
-                            std::vector<std::tuple<std::string, int64_t, int64_t>> lines,
-                            const std::string& region = "east") {
-  v1::CaptureOrderRequest r;
-  r.set_channel(channel);
-  r.set_external_id(external_id);
-  r.set_service_level("standard");
-  auto* a = r.mutable_ship_to();
-  a->set_name("Ada");
-  a->set_line1("1 Main St");
-  a->set_city("Springfield");
-  a->set_postal_code("12345");
-  a->set_country("US");
-  a->set_region(region);
-  for (auto& [sku, qty, price] : lines) {
-    auto* l = r.add_lines();
-    l->set_sku(sku);
-    l->set_quantity(qty);
-    l->set_unit_price_cents(price);
-  }
-  return r;
-}
-
-// The node's report of a fulfilment: every line as released, filled in for the status; callers
-// adjust it.
-v1::FulfilmentUpdate Upd(const v1::Order& o, int f, v1::FulfilmentStatus status,
-                         const std::string& change) {
-  v1::FulfilmentUpdate u;
-  u.set_fulfilment_id(o.fulfilments(f).fulfilment_id());
-  u.set_order_id(o.order_id());
-  u.set_status(status);
-  u.set_change(change);
-  const bool live = status != v1::FULFILMENT_CANCELLED;
-  for (const auto& l : o.fulfilments(f).lines()) {
-    auto* x = u.add_lines();
-    x->set_line_no(l.line_no());
-    x->set_sku(l.sku());
-    x->set_quantity(l.quantity());
-    if (live && status >= v1::FULFILMENT_ACCEPTED) x->set_reserved(l.quantity());
-    if (live && status >= v1::FULFILMENT_PICKED) x->set_picked(l.quantity());
-    if (status == v1::FULFILMENT_SHIPPED) x->set_shipped(l.quantity());
-  }
-  return u;
-}
-
-std::vector<std::string> Events(const v1::Order& o) {
-  std::vector<std::string> out;
-  for (const auto& h : o.history()) out.push_back(h.event());
-  return out;
-}
-bool Has(const std::vector<std::string>& v, const std::string& x) {
-  return std::find(v.begin(), v.end(), x) != v.end();
-}
-
-}  // namespace
+using testing::CentralWorld;
+using testing::Events;
+using testing::Has;
+using testing::kSecond;
+using testing::Req;
+using testing::Upd;
+using World = CentralWorld;
 
 TEST_CASE("capture expands kits, routes, releases into the site's feed and replays",
           "[central-orders]") {
@@ -943,16 +755,16 @@ TEST_CASE("channels and kits import: all rows or none, errors name lines", "[cen
 
 TEST_CASE("a restore reverses stock events but keeps fulfilment updates", "[central-orders]") {
   World w;
-  w.Receive("S1", "A", 10);  // seq 1
+  w.Receive("S1", "A", 10);  // seq 1 (receipt), 2 (grant)
   v1::Order o = w.Capture(Req("web", "R-1", {{"A", 2, 100}}));
-  w.Send("S1", Upd(o, 0, v1::FULFILMENT_ACCEPTED, "accepted"));  // seq 2
-  w.Receive("S1", "A", 3);                                       // seq 3
-  // The node comes back from a backup taken after seq 1.
-  auto reversed = w.store->BeginEpoch("S1", 8, 1);
+  w.Send("S1", Upd(o, 0, v1::FULFILMENT_ACCEPTED, "accepted"));  // seq 3
+  w.Apply("S1", World::Movement(v1::RECEIPT, "A", 3));           // seq 4
+  // The node comes back from a backup taken after seq 2.
+  auto reversed = w.store->BeginEpoch("S1", 8, 2);
   REQUIRE(reversed.ok());
   CHECK(*reversed == 1);  // the receipt of 3; the fulfilment update is not undone
   CHECK(w.store->NetworkStock("A", "S1")->items(0).on_hand() == 10);
   CHECK(w.Get(o.order_id()).fulfilments(0).status() == v1::FULFILMENT_ACCEPTED);
   // Both lost events left the node's chain: the digest counts only what the node still has.
-  CHECK(w.store->EventDigest("S1")->second == 1);
+  CHECK(w.store->EventDigest("S1")->second == 2);
 }

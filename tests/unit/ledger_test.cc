@@ -160,7 +160,8 @@ TEST_CASE_METHOD(Fixture, "reservations: ATP = on hand - reserved - safety stock
   REQUIRE(Reserve("SAFE", "order-1", 5).ok());
   auto over = Reserve("SAFE", "order-2", 4);
   REQUIRE(over.status().code() == absl::StatusCode::kFailedPrecondition);
-  CHECK(std::string(over.status().message()).find("available 3") != std::string::npos);
+  CHECK(std::string(over.status().message())
+            .find("only 3 of SKU 'SAFE' available for local sale") != std::string::npos);
   REQUIRE(Reserve("SAFE", "order-2", 3).ok());
   CHECK(ledger->GetAtp("SAFE")->available() == 0);
   CHECK(Reserve("SAFE", "order-3", 1).status().code() == absl::StatusCode::kFailedPrecondition);

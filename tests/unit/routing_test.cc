@@ -1,5 +1,5 @@
 // The routing policy (central/routing.h) as a pure function: every rule and the facts its reason
-// sentences name.
+// sentences name. Availability is central's selling rights per site (rights - committed).
 #include "central/routing.h"
 
 #include <catch2/catch.hpp>
@@ -11,16 +11,17 @@ using namespace depot::central::routing;
 namespace {
 
 SiteSnapshot Site(const std::string& id, const std::string& region, bool online,
-                  std::map<std::string, StockFacts> stock) {
+                  std::map<std::string, SiteRights> rights) {
   SiteSnapshot s;
   s.id = id;
   s.region = region;
   s.online = online;
-  s.stock = std::move(stock);
+  s.rights = std::move(rights);
   return s;
 }
 
-StockFacts OnHand(int64_t n) { return StockFacts{n, 0, 0}; }
+// Central holds n rights there, none committed.
+SiteRights OnHand(int64_t n) { return SiteRights{n, 0}; }
 
 Request Order(std::vector<OpenLine> lines, std::vector<std::string> priority, bool split,
               std::string region, std::vector<SiteSnapshot> sites) {
@@ -42,26 +43,32 @@ int64_t Units(const Part& p) {
 
 }  // namespace
 
-TEST_CASE("availability subtracts reserved, safety stock and released-not-accepted units",
-          "[routing]") {
-  CHECK(Available(StockFacts{10, 2, 4}, 3) == 1);
-  CHECK(Available(StockFacts{1, 0, 0}, 3) == -2);
+TEST_CASE("availability is central's rights minus its commitments", "[routing]") {
+  CHECK(Available(SiteRights{10, 4}) == 6);
+  CHECK(Available(SiteRights{1, 3}) == -2);
 
-  // S1 has 10 on hand but only 1 available; S2 has 5 - 3 safety = 2 and fills the order of 2.
+  // S1 holds 10 rights but 9 are committed; S2 holds 2 and fills the order of 2.
   Request r = Order({{1, "A", 2}}, {"S1", "S2"}, false, "east",
-                    {Site("S1", "east", true, {{"A", StockFacts{10, 2, 4}}}),
-                     Site("S2", "west", true, {{"A", OnHand(5)}})});
-  r.safety_stock["A"] = 3;
+                    {Site("S1", "east", true, {{"A", SiteRights{10, 9}}}),
+                     Site("S2", "west", true, {{"A", OnHand(2)}})});
   Decision d = Route(r);
   REQUIRE(d.parts.size() == 1);
   CHECK(d.parts[0].site == "S2");
   CHECK(d.unrouted == 0);
 
-  // Without the released units S1 has 5 available and wins (first in priority, region match).
-  r.sites[0].stock["A"].released = 0;
+  // With fewer commitments S1 has enough and wins (first in priority, region match).
+  r.sites[0].rights["A"].central_committed = 8;
   d = Route(r);
   REQUIRE(d.parts.size() == 1);
   CHECK(d.parts[0].site == "S1");
+
+  // A negative availability (after a rights conflict) counts as nothing.
+  r.sites[0].rights["A"] = SiteRights{1, 3};
+  r.sites[1].rights.clear();
+  d = Route(r);
+  CHECK(d.parts.empty());
+  CHECK(d.unrouted == 2);
+  CHECK(absl::StrContains(d.note, "no candidate site has A available (central's selling rights)"));
 }
 
 TEST_CASE("one site that fills every line beats a split, even a better-ranked one", "[routing]") {
@@ -114,7 +121,7 @@ TEST_CASE("channel priority decides between equal sites", "[routing]") {
 
   // A site the channel does not list is never a candidate.
   r.site_priority = {"S2"};
-  r.sites[1].stock.clear();
+  r.sites[1].rights.clear();
   d = Route(r);
   CHECK(d.parts.empty());
   CHECK(d.unrouted == 1);
@@ -130,7 +137,7 @@ TEST_CASE("online sites are preferred; offline ones are the fallback", "[routing
   CHECK(absl::StrContains(d.parts[0].reason, "S2: online"));
 
   // The online site cannot fill: the offline one gets it (the feed delivers on reconnect).
-  r.sites[1].stock["A"] = OnHand(1);
+  r.sites[1].rights["A"] = OnHand(1);
   d = Route(r);
   REQUIRE(d.parts.size() == 1);
   CHECK(d.parts[0].site == "S1");
@@ -157,8 +164,8 @@ TEST_CASE("split: greedy fewest parts, most remaining units first, ties by rank"
   CHECK(absl::StrContains(d.parts[1].reason, "split 2 of 2: S3 covers 4 of 4 remaining units"));
 
   // Ties go to the better-ranked site: S1 and S3 both cover 4, S3 ranks first by region.
-  r.sites[0].stock["A"] = OnHand(4);
-  r.sites[1].stock["A"] = OnHand(6);
+  r.sites[0].rights["A"] = OnHand(4);
+  r.sites[1].rights["A"] = OnHand(6);
   r.ship_to_region = "west";
   r.sites[2].region = "west";
   d = Route(r);
@@ -195,7 +202,7 @@ TEST_CASE("split: what no site has stays open with a note", "[routing]") {
   CHECK(absl::StrContains(d.note, "more of A"));
 
   // Nothing anywhere.
-  for (auto& s : r.sites) s.stock.clear();
+  for (auto& s : r.sites) s.rights.clear();
   d = Route(r);
   CHECK(d.parts.empty());
   CHECK(d.unrouted == 10);

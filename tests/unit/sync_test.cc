@@ -56,7 +56,10 @@ struct Net {
     n.engine.reset();
     n.ledger.reset();
     auto l = node::Ledger::Open(
-        {.path = dir + "/" + id + ".db", .node_id = id, .durable = false, .clock = &clock});
+        {.path = dir + "/" + id + ".db", .node_id = id, .durable = false, .clock = &clock,
+         // The sync mechanics with exact event counts: no selling-rights events (those are
+         // tested in node_rights_test, central_rights_test and the rights integration test).
+         .selling_rights = false});
     REQUIRE(l.ok());
     n.ledger = std::move(*l);
     n.engine = std::make_unique<node::NodeSyncEngine>(n.ledger.get(), &clock);
