@@ -77,8 +77,6 @@ wh receive --sku PHONE-X1 --bin SAFE-01 --qty 3 --serial SN-0001 --serial SN-000
 st receive --sku TSHIRT-BLK-M --bin FLOOR --qty 8 --request-id demo-7
 st receive --sku MUG-LOGO --bin BACK --qty 12 --request-id demo-8
 st receive --sku YOGHURT-500 --bin CHILLER --qty 10 --lot L2612 --expiry 2027-01-15 --request-id demo-9
-# A manual hold at the store uses its local selling rights (a warehouse keeps none: 0 % local).
-st reserve --sku TSHIRT-BLK-M --ref hold-1001 --qty 2 --request-id demo-6
 # A web order (the same external id again is the same order): routed and released to wh-east.
 for _ in $(seq 50); do
   $CTL central rights --site wh-east --sku MUG-LOGO 2>/dev/null | grep -q '"central_rights"' && break
@@ -99,7 +97,7 @@ Try:
   export DEPOT_CENTRAL=$DEPOT_CENTRAL DEPOT_OPERATOR=\$USER
   build/node/depotctl central stock --sku TSHIRT-BLK-M     # network-wide stock by site
   build/node/depotctl central nodes                        # sync health of each node
-  DEPOT_NODE=$ST build/node/depotctl reserve --sku MUG-LOGO --ref counter-1 --qty 2
+  DEPOT_NODE=$ST build/node/depotctl reserve --sku MUG-LOGO --ref counter-1 --qty 1  # local rights
   DEPOT_NODE=$WH build/node/depotctl stock --sku YOGHURT-500
   DEPOT_NODE=$WH build/node/depotctl verify
   curl -s "$DEPOT_CENTRAL/v1/stock?sku=MUG-LOGO"
