@@ -395,6 +395,27 @@ inline bool HasException(Http& central, const std::string& kind, const std::stri
 
 // A depot-central with master data (imported by `import`) and nodes S1 and S2 connected to it,
 // each holding central's master data (the five sample SKUs and three bins) when constructed.
+// Master data for two sites S1 and S2 at central: `sites_rows` (CSV rows for
+// id,name,kind,region), the sample SKUs, bins A1, A2 and B1 at each site, and `channel_rows`
+// (CSV rows for id,name,site_priority,allow_split,review_above_cents).
+inline void ImportTwoSites(const CentralProcess& central, const std::string& dir,
+                           const std::string& sites_rows, const std::string& channel_rows) {
+  std::string bins = "site,code,zone,walk_order\n";
+  for (const char* s : {"S1", "S2"}) {
+    absl::StrAppend(&bins, s, ",", sample::kBinA1, ",A,10\n", s, ",", sample::kBinA2, ",A,20\n",
+                    s, ",", sample::kBinB1, ",B,30\n");
+  }
+  REQUIRE(WriteFile(dir + "/sites.csv", "id,name,kind,region\n" + sites_rows).ok());
+  REQUIRE(WriteFile(dir + "/skus.csv", sample::SkusCsv()).ok());
+  REQUIRE(WriteFile(dir + "/bins.csv", bins).ok());
+  REQUIRE(WriteFile(dir + "/channels.csv",
+                    "id,name,site_priority,allow_split,review_above_cents\n" + channel_rows)
+              .ok());
+  for (const char* kind : {"sites", "skus", "bins", "channels"}) {
+    CtlCentral(central, {"central", "import", kind, absl::StrCat(dir, "/", kind, ".csv")});
+  }
+}
+
 struct Cluster {
   std::string dir;
   std::unique_ptr<CentralProcess> central;

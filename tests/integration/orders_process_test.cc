@@ -24,23 +24,11 @@ constexpr auto kFlowTimeout = std::chrono::seconds(20);
 // Two sites in different regions, the sample SKUs, three bins each, two channels:
 // "web" (S1 then S2, splits allowed) and "market" (S2 then S1, no splits, review above 1000.00).
 void ImportOrderMasterData(const CentralProcess& central, const std::string& dir) {
-  std::string bins = "site,code,zone,walk_order\n";
-  for (const char* s : {"S1", "S2"}) {
-    absl::StrAppend(&bins, s, ",", sample::kBinA1, ",A,10\n", s, ",", sample::kBinA2, ",A,20\n",
-                    s, ",", sample::kBinB1, ",B,30\n");
-  }
-  REQUIRE(WriteFile(dir + "/sites.csv",
-                    "id,name,kind,region\nS1,East warehouse,warehouse,east\n"
-                    "S2,West store,store,west\n").ok());
-  REQUIRE(WriteFile(dir + "/skus.csv", sample::SkusCsv()).ok());
-  REQUIRE(WriteFile(dir + "/bins.csv", bins).ok());
-  REQUIRE(WriteFile(dir + "/channels.csv",
-                    "id,name,site_priority,allow_split,review_above_cents\n"
-                    "web,Web shop,S1|S2,true,0\n"
-                    "market,Marketplace,S2|S1,false,100000\n").ok());
-  for (const char* kind : {"sites", "skus", "bins", "channels"}) {
-    CtlCentral(central, {"central", "import", kind, absl::StrCat(dir, "/", kind, ".csv")});
-  }
+  ImportTwoSites(central, dir,
+                 "S1,East warehouse,warehouse,east\n"
+                 "S2,West store,store,west\n",
+                 "web,Web shop,S1|S2,true,0\n"
+                 "market,Marketplace,S2|S1,false,100000\n");
 }
 
 v1::ReceiptRequest LotReceipt(const std::string& sku, const std::string& bin, int64_t qty,

@@ -33,22 +33,10 @@ constexpr const char* kChannel = "market";       // S1 then S2, splits allowed, 
 
 // Two stores in one region, the sample SKUs, three bins each, the channel "market".
 void ImportStores(const CentralProcess& central, const std::string& dir) {
-  std::string bins = "site,code,zone,walk_order\n";
-  for (const char* s : {"S1", "S2"}) {
-    absl::StrAppend(&bins, s, ",", sample::kBinA1, ",A,10\n", s, ",", sample::kBinA2, ",A,20\n",
-                    s, ",", sample::kBinB1, ",B,30\n");
-  }
-  REQUIRE(WriteFile(dir + "/sites.csv",
-                    "id,name,kind,region\nS1,North store,store,north\n"
-                    "S2,Harbour store,store,north\n").ok());
-  REQUIRE(WriteFile(dir + "/skus.csv", sample::SkusCsv()).ok());
-  REQUIRE(WriteFile(dir + "/bins.csv", bins).ok());
-  REQUIRE(WriteFile(dir + "/channels.csv",
-                    "id,name,site_priority,allow_split,review_above_cents\n"
-                    "market,Marketplace,S1|S2,true,0\n").ok());
-  for (const char* kind : {"sites", "skus", "bins", "channels"}) {
-    CtlCentral(central, {"central", "import", kind, absl::StrCat(dir, "/", kind, ".csv")});
-  }
+  ImportTwoSites(central, dir,
+                 "S1,North store,store,north\n"
+                 "S2,Harbour store,store,north\n",
+                 "market,Marketplace,S1|S2,true,0\n");
 }
 
 v1::RightsPolicy Policy(int percent) {
