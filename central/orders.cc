@@ -161,6 +161,7 @@ struct BatchCtx {
   uint64_t hlc;
   const std::set<std::string>* online;
   bool* fed;
+  bool naive = false;  // OrderServiceOptions.selling_rights == false
 };
 
 // Routes the order's open units with fresh availability: new fulfilments are released (stored
@@ -206,6 +207,18 @@ bool RouteOpen(OrderTx& tx, const BatchCtx& ctx, v1::Order* o) {
         auto it = index.find(site);
         if (it != index.end()) req.sites[it->second].rights[sku] = rights;
       }
+      if (ctx.naive) {
+        // The baseline without selling rights: one shared counter, central's (stale) mirror of
+        // each site's sellable stock, less what central already committed there. (It counts a
+        // fulfilment twice once the node has reserved it, so it oversells less than a plain
+        // shared counter would.)
+        for (const auto& [site, sellable] : tx.MirrorSellable(sku)) {
+          auto it = index.find(site);
+          if (it == index.end()) continue;
+          routing::SiteRights& r = req.sites[it->second].rights[sku];
+          r.central_rights = std::max<int64_t>(0, sellable);
+        }
+      }
     }
     d = routing::Route(req);
     note = d.note;
@@ -245,7 +258,7 @@ bool RouteOpen(OrderTx& tx, const BatchCtx& ctx, v1::Order* o) {
                StrCat(f->fulfilment_id(), ": ", units, units == 1 ? " unit" : " units"));
     changed = true;
   }
-  if (d.unrouted > 0 && channel) {
+  if (d.unrouted > 0 && channel && !ctx.naive) {
     // Short at every candidate: ask the online ones whose stock central has no rights for.
     std::map<std::string, int64_t> missing;
     for (const routing::OpenLine& l : req.lines) missing[l.sku] += l.open;
@@ -974,6 +987,7 @@ void OrderService::WriterLoop() {
     ctx.now_ms = clock_->NowMicros() / 1000;
     ctx.hlc = hlc_.Now();
     if (online_) ctx.online = online_();
+    ctx.naive = !options_.selling_rights;
     ctx_ = &ctx;
     std::vector<OrderStore::TxFn*> fns;
     fns.reserve(batch.size());
@@ -990,8 +1004,9 @@ void OrderService::WriterLoop() {
 }
 
 namespace {
-BatchCtx View(int64_t now_ms, uint64_t hlc, const std::set<std::string>* online, bool* fed) {
-  return BatchCtx{now_ms, hlc, online, fed};
+BatchCtx View(int64_t now_ms, uint64_t hlc, const std::set<std::string>* online, bool* fed,
+              bool naive) {
+  return BatchCtx{now_ms, hlc, online, fed, naive};
 }
 }  // namespace
 
@@ -1005,7 +1020,7 @@ void OrderService::CaptureAsync(
   Submit(
       [req, fp, out, op = std::move(operator_id)](OrderTx& tx, Ctx& c) {
         out->Clear();
-        return CaptureInTx(tx, View(c.now_ms, c.hlc, &c.online, &c.fed), *req, fp, op, out.get());
+        return CaptureInTx(tx, View(c.now_ms, c.hlc, &c.online, &c.fed, c.naive), *req, fp, op, out.get());
       },
       [out, done = std::move(done)](absl::Status s) {
         if (!s.ok()) return done(s);
@@ -1018,7 +1033,7 @@ void OrderService::ReviewAsync(v1::ReviewOrderRequest request, std::string opera
   auto out = std::make_shared<v1::Order>();
   Submit(
       [request = std::move(request), out, op = std::move(operator_id)](OrderTx& tx, Ctx& c) {
-        return ReviewInTx(tx, View(c.now_ms, c.hlc, &c.online, &c.fed), request, op, out.get());
+        return ReviewInTx(tx, View(c.now_ms, c.hlc, &c.online, &c.fed, c.naive), request, op, out.get());
       },
       [out, done = std::move(done)](absl::Status s) {
         if (!s.ok()) return done(s);
@@ -1031,7 +1046,7 @@ void OrderService::CancelAsync(v1::CancelOrderRequest request, std::string opera
   auto out = std::make_shared<v1::Order>();
   Submit(
       [request = std::move(request), out, op = std::move(operator_id)](OrderTx& tx, Ctx& c) {
-        return CancelInTx(tx, View(c.now_ms, c.hlc, &c.online, &c.fed), request, op, out.get());
+        return CancelInTx(tx, View(c.now_ms, c.hlc, &c.online, &c.fed, c.naive), request, op, out.get());
       },
       [out, done = std::move(done)](absl::Status s) {
         if (!s.ok()) return done(s);
@@ -1044,7 +1059,7 @@ void OrderService::ConfirmDeliveryAsync(v1::DeliveryRequest request, std::string
   auto out = std::make_shared<v1::Order>();
   Submit(
       [request = std::move(request), out, op = std::move(operator_id)](OrderTx& tx, Ctx& c) {
-        return DeliveryInTx(tx, View(c.now_ms, c.hlc, &c.online, &c.fed), request, op, out.get());
+        return DeliveryInTx(tx, View(c.now_ms, c.hlc, &c.online, &c.fed, c.naive), request, op, out.get());
       },
       [out, done = std::move(done)](absl::Status s) {
         if (!s.ok()) return done(s);
@@ -1142,7 +1157,7 @@ absl::StatusOr<int> OrderService::RunRoutingPass() {
     Submit(
         [id, changed](OrderTx& tx, Ctx& c) {
           *changed = false;
-          return RerouteInTx(tx, View(c.now_ms, c.hlc, &c.online, &c.fed), id, changed.get());
+          return RerouteInTx(tx, View(c.now_ms, c.hlc, &c.online, &c.fed, c.naive), id, changed.get());
         },
         [&shared, changed](absl::Status s) {
           std::lock_guard<std::mutex> lock(shared.mu);

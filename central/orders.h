@@ -92,6 +92,10 @@ struct OrderServiceOptions {
   int64_t reroute_every_ms = 500;
   uint32_t reroute_batch = 200;  // orders per pass (bounded work)
   uint32_t max_batch = 256;      // operations per write transaction
+  // Route against central's selling rights (docs/SYNC.md). false is the naive baseline the
+  // simulation compares against: routing trusts central's mirror of each site's sellable stock
+  // (a shared counter) and asks no node for rights.
+  bool selling_rights = true;
 };
 
 class OrderService {
@@ -167,6 +171,7 @@ class OrderService {
     uint64_t hlc = 0;
     std::set<std::string> online;
     bool fed = false;
+    bool naive = false;  // !options_.selling_rights
   };
   void Submit(std::function<absl::Status(OrderTx&, Ctx&)> fn,
               std::function<void(absl::Status)> done);

@@ -930,6 +930,7 @@ void Ledger::Impl::FlushWantedRights() {
       spdlog::warn("asking central for rights failed: {}", std::string(s.message()));
       last_seq_ = seq0;
       outbox_seq_ = outbox0;
+      rights_.Discard();
       return;
     }
     t.Commit();
@@ -937,6 +938,7 @@ void Ledger::Impl::FlushWantedRights() {
     spdlog::warn("asking central for rights failed: {}", e.what());
     last_seq_ = seq0;
     outbox_seq_ = outbox0;
+    rights_.Discard();
   }
 }
 
@@ -1132,12 +1134,12 @@ absl::Status Ledger::Impl::ApplyStock(const RequestContext& ctx, const v1::Opera
     if (auto s = AppendRow(sku, std::move(row), result); !s.ok()) return s;
     op_seq = result->movements(0).seq();
   }
-  rights_.Touch(sku.code());
   if (!result->has_atp() || result->atp().sku() != sku.code()) {  // a move changes no total
     auto atp = AtpFrom(*w_, sku.code());
     if (!atp.ok()) return atp.status();
     *result->mutable_atp() = *atp;
   }
+  rights_.NoteStock(sku.code(), result->atp());
   return absl::OkStatus();
 }
 

@@ -52,7 +52,7 @@ absl::Status RightsBook::Load(StmtCache& w, const std::string& node_id, bool cen
   node_id_ = node_id;
   central_managed_ = central_managed;
   enabled_ = enabled;
-  dirty_.clear();
+  Discard();
   try {
     auto q = w.Get("SELECT key, value FROM meta WHERE key IN ('rights_policy', 'site_kind')");
     while (q->executeStep()) {
@@ -82,6 +82,7 @@ v1::RightsPolicy RightsBook::Policy() const {
 
 
 absl::StatusOr<v1::RightsBook> RightsBook::LoadBook(StmtCache& db, const std::string& sku) {
+  if (auto it = books_.find(sku); it != books_.end()) return it->second.book;
   v1::RightsBook b;
   auto q = db.Get("SELECT book FROM node_rights WHERE sku = ?");
   q->bind(1, sku);
@@ -92,18 +93,33 @@ absl::StatusOr<v1::RightsBook> RightsBook::LoadBook(StmtCache& db, const std::st
     }
   }
   b.set_sku(sku);
+  books_[sku].book = b;
   return b;
 }
 
-void RightsBook::SaveBook(LedgerTx& tx, const v1::RightsBook& book) {
+void RightsBook::SaveBook(LedgerTx&, const v1::RightsBook& book) {
+  Cached& c = books_[book.sku()];
+  c.book = book;
+  if (!c.changed) changed_.push_back(book.sku());
+  c.changed = true;
+}
+
+void RightsBook::FlushBooks(LedgerTx& tx) {
   std::string bytes;
-  book.SerializeToString(&bytes);
-  auto up = tx.stmts().Get(
-      "INSERT INTO node_rights(sku, book) VALUES (?, ?) "
-      "ON CONFLICT(sku) DO UPDATE SET book = excluded.book");
-  up->bind(1, book.sku());
-  up->bind(2, bytes.data(), static_cast<int>(bytes.size()));
-  up->exec();
+  for (const std::string& sku : changed_) {
+    Cached& c = books_[sku];
+    bytes.clear();
+    c.book.SerializeToString(&bytes);
+    auto up = tx.stmts().Get(
+        "INSERT INTO node_rights(sku, book) VALUES (?, ?) "
+        "ON CONFLICT(sku) DO UPDATE SET book = excluded.book");
+    up->bind(1, sku);
+    up->bind(2, bytes.data(), static_cast<int>(bytes.size()));
+    up->exec();
+    c.changed = false;
+  }
+  changed_.clear();
+  if (books_.size() > kMaxCachedBooks) books_.clear();
 }
 
 void RightsBook::Log(LedgerTx& tx, const std::string& sku, const std::string& kind, int64_t units,
@@ -231,6 +247,7 @@ absl::Status RightsBook::Settle(LedgerTx& tx) {
     dirty_.erase(it);
     if (auto s = SettleOne(tx, sku, d); !s.ok()) return s;
   }
+  FlushBooks(tx);
   return absl::OkStatus();
 }
 
@@ -254,22 +271,28 @@ absl::Status RightsBook::SettleOne(LedgerTx& tx, const std::string& sku, const D
   const bool rebalance = d.rebalance;
   auto master = tx.Sku(sku);
   if (!master.ok() || master->allow_negative()) return absl::OkStatus();
-  auto atp = tx.Atp(sku);
+  absl::StatusOr<v1::Atp> atp = d.atp ? absl::StatusOr<v1::Atp>(*d.atp) : tx.Atp(sku);
   if (!atp.ok()) return atp.status();
   auto loaded = LoadBook(tx.stmts(), sku);
   if (!loaded.ok()) return loaded.status();
   v1::RightsBook b = std::move(*loaded);
-  const std::string before = b.SerializeAsString();
+  bool changed = false;  // (instead of comparing serialized copies: this runs on every sale)
   const v1::RightsPolicy policy = Policy();
   const rights::Policy split_policy = ToPolicy(policy);
   const int64_t safety = master->safety_stock();
 
   auto refresh = [&](int64_t on_hand) {
+    const int64_t backing = std::max<int64_t>(0, on_hand - safety);
+    const int64_t unassigned = std::max<int64_t>(0, backing - Claimed(b));
+    const int64_t excess = std::max<int64_t>(0, Claimed(b) - backing);
+    if (b.on_hand() != on_hand || b.safety_stock() != safety || b.unassigned() != unassigned ||
+        b.excess() != excess) {
+      changed = true;
+    }
     b.set_on_hand(on_hand);
     b.set_safety_stock(safety);
-    const int64_t backing = std::max<int64_t>(0, on_hand - safety);
-    b.set_unassigned(std::max<int64_t>(0, backing - Claimed(b)));
-    b.set_excess(std::max<int64_t>(0, Claimed(b) - backing));
+    b.set_unassigned(unassigned);
+    b.set_excess(excess);
   };
   refresh(atp->on_hand());
 
@@ -278,6 +301,7 @@ absl::Status RightsBook::SettleOne(LedgerTx& tx, const std::string& sku, const D
   if (b.excess() > 0) {
     const int64_t revoke = std::min(b.excess(), b.local_rights());
     if (revoke > 0) {
+      changed = true;
       b.set_local_rights(b.local_rights() - revoke);
       b.set_local_revoked_total(b.local_revoked_total() + revoke);
       Log(tx, sku, "revoke", revoke, 0, "", "local rights not backed by stock");
@@ -295,6 +319,7 @@ absl::Status RightsBook::SettleOne(LedgerTx& tx, const std::string& sku, const D
       auto reloaded = LoadBook(tx.stmts(), sku);
       if (!reloaded.ok()) return reloaded.status();
       b = std::move(*reloaded);
+      changed = true;
       dirty_.erase(sku);  // CentralDelta touched it again: this pass settles it
       refresh(atp->on_hand());
     }
@@ -307,6 +332,7 @@ absl::Status RightsBook::SettleOne(LedgerTx& tx, const std::string& sku, const D
       loss->set_excess(b.excess());
       for (const auto& id : shorted) loss->add_fulfilment_ids(id);
       loss->set_reason(loss_units > 0 ? "stock loss" : "sellable stock below the rights");
+      changed = true;
       b.set_excess_reported(b.excess());
       b.set_shortfall_total(b.shortfall_total() + loss->shortfall());
       Log(tx, sku, "loss", loss->shortfall(), 0, "",
@@ -317,13 +343,17 @@ absl::Status RightsBook::SettleOne(LedgerTx& tx, const std::string& sku, const D
       Log(tx, sku, "loss", 0, 0, "", StrCat(shorted.size(), " fulfilment(s) shorted"));
     }
   }
-  if (b.excess() < b.excess_reported()) b.set_excess_reported(b.excess());
+  if (b.excess() < b.excess_reported()) {
+    b.set_excess_reported(b.excess());
+    changed = true;
+  }
 
   const int64_t sellable = atp->on_hand() - safety;
   const int64_t target = rights::LocalTarget(sellable, split_policy);
   // 2. A new policy: local rights above the target go to central.
   if (rebalance && central_managed_ && b.local_rights() > target) {
     const int64_t give = b.local_rights() - target;
+    changed = true;
     b.set_local_rights(target);
     b.set_local_out_total(b.local_out_total() + give);
     b.set_central_granted(b.central_granted() + give);
@@ -354,6 +384,7 @@ absl::Status RightsBook::SettleOne(LedgerTx& tx, const std::string& sku, const D
       split.to_local += split.to_central;
       split.to_central = 0;
     }
+    if (split.to_local > 0 || split.to_central > 0) changed = true;
     if (split.to_local > 0) {
       b.set_local_rights(b.local_rights() + split.to_local);
       b.set_local_in_total(b.local_in_total() + split.to_local);
@@ -382,6 +413,7 @@ absl::Status RightsBook::SettleOne(LedgerTx& tx, const std::string& sku, const D
   if (d.sold && central_managed_ && !b.refill_pending() && policy.refill_below() > 0 &&
       b.local_rights() < policy.refill_below()) {
     const int64_t want = std::max(target, policy.refill_below()) - b.local_rights();
+    changed = true;
     b.set_hlc(tx.Now());
     if (auto s = AskCentral(tx, &b, want,
                             StrCat("refill: local ", b.local_rights(), " < ",
@@ -391,7 +423,7 @@ absl::Status RightsBook::SettleOne(LedgerTx& tx, const std::string& sku, const D
     }
   }
 
-  if (b.SerializeAsString() != before) {
+  if (changed) {
     if (b.hlc() == 0) b.set_hlc(tx.Now());
     SaveBook(tx, b);
   }
@@ -410,6 +442,7 @@ absl::Status RightsBook::FlushWanted(LedgerTx& tx) {
     book->set_hlc(tx.Now());
     if (auto s = AskCentral(tx, &*book, units, "a local sale was refused"); !s.ok()) return s;
   }
+  FlushBooks(tx);
   return absl::OkStatus();
 }
 

@@ -17,10 +17,12 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "depot/v1/ledger.pb.h"
 #include "depot/v1/rights.pb.h"
 #include "depot/v1/master.pb.h"
 #include "node/stmt_cache.h"
@@ -48,6 +50,12 @@ class RightsBook {
   void Touch(const std::string& sku, int64_t loss_units = 0) {
     if (enabled_) dirty_[sku].loss_units += loss_units > 0 ? loss_units : 0;
   }
+  // The ledger changed this SKU's stock and `atp` is its ATP after the change (sku_totals change
+  // only in the ledger's AppendRow, and every stock change reports here), so Settle need not
+  // read it again.
+  void NoteStock(const std::string& sku, const v1::Atp& atp) {
+    if (enabled_) dirty_[sku].atp = atp;
+  }
   // A local commitment of q units (counter sale when leaves_now, else click-and-collect or a
   // manual reservation). FailedPrecondition "only N of SKU X available for local sale at S (local
   // selling rights)" beyond local rights; the missing units are remembered for FlushWanted.
@@ -62,8 +70,13 @@ class RightsBook {
                             int64_t returned, const std::string& fulfilment_id);
   // Recomputes every touched SKU (see the contract above) and forgets them.
   absl::Status Settle(LedgerTx& tx);
-  // The operation failed and was rolled back: forget what it touched (not what it wanted).
-  void Discard() { dirty_.clear(); }
+  // The operation failed and was rolled back: forget what it touched (not what it wanted) and
+  // the books it changed in memory.
+  void Discard() {
+    dirty_.clear();
+    books_.clear();
+    changed_.clear();
+  }
   // After refused local sales: ask central for the missing units (once until answered).
   // Only on a central-managed node; runs in the batch's transaction outside the failed operation.
   absl::Status FlushWanted(LedgerTx& tx);
@@ -98,10 +111,18 @@ class RightsBook {
     int64_t loss_units = 0;
     bool rebalance = false;
     bool sold = false;  // a local commitment: check the refill threshold
+    std::optional<v1::Atp> atp;  // the SKU's ATP after the operation's last stock change
   };
 
+  // A write-back cache of the books (only this class writes node_rights, on the ledger's one
+  // write connection): LoadBook returns the cached copy (read from node_rights the first time),
+  // SaveBook replaces it in memory, and FlushBooks (the end of Settle and FlushWanted) writes the
+  // changed ones in the caller's transaction. Anything rolled back calls Discard (and Load, at
+  // open), which empties the cache, so it never holds what was not committed. At most
+  // kMaxCachedBooks books are kept.
   absl::StatusOr<v1::RightsBook> LoadBook(StmtCache& db, const std::string& sku);
   void SaveBook(LedgerTx& tx, const v1::RightsBook& book);
+  void FlushBooks(LedgerTx& tx);
   void Log(LedgerTx& tx, const std::string& sku, const std::string& kind, int64_t units,
            uint64_t seq, const std::string& reference, const std::string& note);
   void EmitEvent(LedgerTx& tx, v1::RightsEvent event, const v1::RightsBook& book);
@@ -117,6 +138,13 @@ class RightsBook {
   v1::RightsPolicy policy_;   // from central's feed
   std::string site_kind_;     // of this node's site, from central's feed
   std::map<std::string, Dirty> dirty_;
+  struct Cached {
+    v1::RightsBook book;
+    bool changed = false;
+  };
+  static constexpr size_t kMaxCachedBooks = 20000;
+  std::map<std::string, Cached> books_;  // see LoadBook
+  std::vector<std::string> changed_;      // SKUs of books_ with changed = true
   std::map<std::string, int64_t> wanted_;  // refused local sales: sku -> missing units
 };
 

@@ -331,6 +331,7 @@ class Sim {
   std::map<std::string, std::string> FulfilmentStates(NodeSim& n);
   void CheckOrders();
   void CheckRights();
+  void CountNaiveOversells();
   void CountOrderOp(const v1::Operation& op);
 
   std::string Describe(const v1::NodeMessage& m);
@@ -485,6 +486,7 @@ bool Sim::OpenCentral() {
     central::OrderServiceOptions o;
     o.reroute_every_ms = 0;
     o.max_batch = 1;
+    o.selling_rights = opt_.selling_rights;
     orders_ = std::make_unique<central::OrderService>(
         store_.get(), &central_clock_,
         [this] { return central_->OnlineNodes(); }, /*feed_changed=*/nullptr, o);
@@ -498,7 +500,8 @@ bool Sim::OpenNode(NodeSim& n) {
                                     .durable = false,
                                     .central_managed = true,
                                     .clock = n.clock.get(),
-                                    .read_connections = 1});
+                                    .read_connections = 1,
+                                    .selling_rights = opt_.selling_rights});
   if (!ledger.ok()) {
     Fail(StrCat(n.id, ": ledger does not open: ", StatusText(ledger.status())));
     return false;
@@ -2671,6 +2674,8 @@ void Sim::CheckExceptions() {
     // design; a restore rewinds the node's book, so its re-sent grants mismatch central's.
     if (e.kind() == "rights_loss") continue;
     if ((e.kind() == "rights_seq" || e.kind() == "rights_conflict") && restores_happened_) continue;
+    // The naive baseline ships without rights: central's book clamps and says so.
+    if (!opt_.selling_rights && e.kind().rfind("rights_", 0) == 0) continue;
     // What orders raise in normal business (conflict and unknown_fulfilment: CheckOrders).
     if (opt_.orders && (e.kind() == "short_pick" || e.kind() == "stock_discrepancy" ||
                         e.kind() == "cancel_after_ship" || e.kind() == "failed_shipment" ||
@@ -2692,6 +2697,10 @@ void Sim::CheckExceptions() {
 void Sim::CheckRights() {
   auto* orders = real_store_->orders();
   if (orders == nullptr) return;
+  if (!opt_.selling_rights) {
+    CountNaiveOversells();
+    return;
+  }
   std::set<std::string> restored;
   for (auto& n : nodes_) {
     if (n->restored) restored.insert(n->id);
@@ -2752,6 +2761,24 @@ void Sim::CheckRights() {
         Fail(StrCat("invariant 3: ", n->id, " ", f.fulfilment_id(), " line ", l.line_no(),
                     " oversold: ", l.short_quantity(), " of ", l.sku(),
                     " missing at release without a reported loss"));
+      }
+    }
+  }
+}
+
+// The naive baseline (SimOptions.selling_rights = false): no books to compare; the units
+// central's releases found missing at a node are counted (they are what rights prevent).
+void Sim::CountNaiveOversells() {
+  for (auto& n : nodes_) {
+    if (n->restored) continue;
+    auto all = n->ledger->ListFulfilments(v1::FULFILMENT_STATUS_UNSPECIFIED, "", 10000);
+    if (!all.ok()) {
+      Fail(StrCat(n->id, ": cannot list fulfilments"));
+      continue;
+    }
+    for (const auto& f : all->fulfilments()) {
+      for (const auto& l : f.lines()) {
+        if (l.short_reason() == "no_stock_at_release") stats_.oversold_units += l.short_quantity();
       }
     }
   }
@@ -2911,6 +2938,7 @@ std::string ReplayCommand(const SimOptions& o) {
   if (o.sabotage == Sabotage::kDropCancel) absl::StrAppend(&cmd, " --sabotage drop-cancel");
   if (!o.orders) absl::StrAppend(&cmd, " --no-orders");
   if (o.stock_ops_touch_orders) absl::StrAppend(&cmd, " --stock-ops-touch-orders");
+  if (!o.selling_rights) absl::StrAppend(&cmd, " --naive");
   return cmd;
 }
 

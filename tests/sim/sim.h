@@ -157,6 +157,11 @@ struct SimOptions {
   // Let random stock operations also draw on what orders own at a node: the staging bin and the
   // reservations of fulfilments (see "Known gaps" above). Off by default.
   bool stock_ops_touch_orders = false;
+  // Selling rights at the nodes and in central's routing (docs/SYNC.md). false runs the same
+  // schedule against the naive baseline (nodes sell against their ATP, central routes against its
+  // mirror of each site's stock): releases then find units gone at the node
+  // ("no_stock_at_release"), which the run counts in SimStats.oversold_units instead of failing.
+  bool selling_rights = true;
 };
 
 // What one run exercised (to see that schedules are not vacuous) and what happened.

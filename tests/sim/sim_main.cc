@@ -44,6 +44,10 @@ int main(int argc, char** argv) {
   app.add_flag("--no-orders", no_orders, "the stock-only schedule (no orders, no invariant 5)");
   app.add_flag("--stock-ops-touch-orders", options.stock_ops_touch_orders,
                "let random stock operations draw on the staging bin and fulfilment reservations");
+  bool naive = false;
+  app.add_flag("--naive", naive,
+               "no selling rights (nodes sell against ATP, central routes by its mirror): counts "
+               "oversold units instead of failing on them");
   app.add_option("--temp-root", options.temp_root, "where the per-run SQLite files go");
   app.add_flag("--keep", options.keep_dir, "keep the SQLite files of each run");
   CLI11_PARSE(app, argc, argv);
@@ -51,6 +55,7 @@ int main(int argc, char** argv) {
   if (sabotage == "forget-mark") options.sabotage = depot::sim::Sabotage::kForgetMark;
   if (sabotage == "drop-cancel") options.sabotage = depot::sim::Sabotage::kDropCancel;
   options.orders = !no_orders;
+  options.selling_rights = !naive;
 
   if (trace_seed >= 0) {
     options.seed = static_cast<uint64_t>(trace_seed);
