@@ -12,6 +12,9 @@
 #include "absl/strings/str_cat.h"
 #include "central/central_rights.h"
 #include "central/orders.h"
+#include "central/purchase_orders_http.h"
+#include "central/returns_http.h"
+#include "central/transfers_http.h"
 #include "google/protobuf/struct.pb.h"
 #include "common/http_json.h"
 #include "common/json.h"
@@ -75,13 +78,21 @@ bool ParseOrderStatus(const std::string& text, v1::OrderStatus* out) {
 class CentralHttpApi::Impl {
  public:
   Impl(CentralService* service, metrics::Registry* registry)
-      : service_(service), registry_(registry) {
+      : service_(service), registry_(registry), returns_(service, registry) {
     registry_->AddCallbackGauge(
         "depot_central_events_applied_total", "Node events applied by central since it started.",
         [s = service_] { return static_cast<double>(s->events_applied()); });
     registry_->AddCallbackGauge(
         "depot_central_nodes_connected", "Nodes with an open, welcomed sync stream.",
         [s = service_] { return static_cast<double>(s->ConnectedNodes()); });
+    if (PoStore* pos = service_->store()->purchase_orders()) {  // central/purchase_orders.h
+      purchase_orders_ = std::make_unique<PurchaseOrderService>(
+          pos, service_->clock(), [s = service_] { s->FeedChanged(); });
+    }
+    if (service_->store()->orders()) {  // transfers between sites (central/transfers.h)
+      transfers_ = std::make_unique<TransferService>(service_->store(), service_->clock(),
+                                                     [s = service_] { s->FeedChanged(); });
+    }
   }
 
   void Handle(Request&& req, Responder respond);
@@ -97,6 +108,10 @@ class CentralHttpApi::Impl {
 
   CentralService* service_;
   metrics::Registry* registry_;
+  // Before the workers: destroyed after them, so no queued job outlives it.
+  std::unique_ptr<PurchaseOrderService> purchase_orders_;  // nullptr without a PoStore
+  std::unique_ptr<TransferService> transfers_;  // nullptr without an OrderStore
+  ReturnsHttp returns_;  // /v1/returns, /v1/kpi/returns (central/returns_http.h)
   Worker import_worker_;  // imports: long transactions
   Worker read_worker_;    // reads of the store, which may wait behind a write transaction
   Worker write_worker_;   // small writes that are not order operations (exception actions)
@@ -110,6 +125,7 @@ void CentralHttpApi::Impl::Handle(Request&& req, Responder respond) {
   };
 
   if (http::ServeHealthAndMetrics(req, registry_, respond)) return;
+  if (returns_.Handle(req, respond)) return;  // returns (central/returns_http.h)
   if (p == "/v1/stock") {
     respond = Measured(p, std::move(respond));
     if (m != "GET") return not_allowed(respond);
@@ -118,6 +134,17 @@ void CentralHttpApi::Impl::Handle(Request&& req, Responder respond) {
     q.set_site(req.Query("site").value_or(""));
     return read_worker_.Post([this, q = std::move(q), respond = std::move(respond)]() mutable {
       Reply(service_->GetNetworkStock(q), respond);
+    });
+  }
+  if (p == "/v1/kpi/inventory-accuracy") {  // cycle counts per site (Event.count)
+    respond = Measured(p, std::move(respond));
+    if (m != "GET") return not_allowed(respond);
+    int64_t from_ms = 0, to_ms = 0;
+    if (!QueryInt(req, "from_ms", &from_ms, respond)) return;
+    if (!QueryInt(req, "to_ms", &to_ms, respond)) return;
+    return read_worker_.Post([this, site = req.Query("site").value_or(""), from_ms, to_ms,
+                              respond = std::move(respond)]() mutable {
+      Reply(service_->store()->InventoryAccuracy(site, from_ms, to_ms), respond);
     });
   }
   if (p == "/v1/nodes") {
@@ -155,6 +182,14 @@ void CentralHttpApi::Impl::Handle(Request&& req, Responder respond) {
   }
   if (p == "/v1/rights" || p.starts_with("/v1/rights/") || p == "/v1/listings") {
     return HandleRights(std::move(req), std::move(respond));
+  }
+  if (HandlePurchasingHttp(purchase_orders_.get(), req, respond, &read_worker_, &write_worker_,
+                           registry_)) {
+    return;
+  }
+  if (HandleTransfersHttp(transfers_.get(), req, respond, &read_worker_, &write_worker_,
+                          registry_)) {
+    return;
   }
   if (p.starts_with("/v1/import/")) {
     respond = Measured("/v1/import", std::move(respond));

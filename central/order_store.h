@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -21,7 +22,9 @@
 #include "central/routing.h"
 #include "depot/v1/central.pb.h"
 #include "depot/v1/orders.pb.h"
+#include "depot/v1/returns.pb.h"
 #include "depot/v1/sync.pb.h"
+#include "depot/v1/transfers.pb.h"
 
 namespace depot::central {
 
@@ -123,6 +126,53 @@ class OrderTx {
   // Stores an explicit policy for policy.site with version = the previous explicit version + 1
   // (1 for the first); returns it as stored.
   virtual v1::RightsPolicy SavePolicy(const v1::RightsPolicy& policy) = 0;
+
+  // Transfers between sites (the rules are central/transfers.h). A backend without them throws.
+  virtual std::optional<v1::Transfer> LoadTransfer(const std::string& /*transfer_id*/) {
+    throw std::logic_error("transfers are not stored by this backend");
+  }
+  // The transfer central created for this client request_id, if any.
+  virtual std::optional<v1::Transfer> TransferByRequest(const std::string& /*request_id*/) {
+    throw std::logic_error("transfers are not stored by this backend");
+  }
+  // 1, 2, 3, ... for the transfers central orders (gap-free unless the transaction rolls back).
+  virtual uint64_t NextTransferNumber() {
+    throw std::logic_error("transfers are not stored by this backend");
+  }
+  // Inserts or replaces the transfer (request_id is kept from the first insert).
+  virtual void SaveTransfer(const v1::Transfer& /*transfer*/, const std::string& /*request_id*/) {
+    throw std::logic_error("transfers are not stored by this backend");
+  }
+
+  // Returns (the rules are central/returns.h). A backend without them throws.
+  // 1, 2, 3, ... for central's RMAs (gap-free unless the transaction rolls back).
+  virtual uint64_t NextReturnNumber() {
+    throw std::logic_error("returns are not stored by this backend");
+  }
+  virtual std::optional<v1::Return> LoadReturn(const std::string& /*return_id*/) {
+    throw std::logic_error("returns are not stored by this backend");
+  }
+  // Inserts or replaces the return (RMAs and counter returns).
+  virtual void SaveReturn(const v1::Return& /*ret*/) {
+    throw std::logic_error("returns are not stored by this backend");
+  }
+  // Returns filtered by order, site and status (empty / unspecified = all), newest first, at
+  // most limit (0 = no limit). Indexed by order.
+  virtual std::vector<v1::Return> FindReturns(const std::string& /*order_id*/,
+                                              const std::string& /*site*/,
+                                              v1::ReturnStatus /*status*/, uint32_t /*limit*/) {
+    throw std::logic_error("returns are not stored by this backend");
+  }
+  // Serials a site shipped against a reference (fulfilment id), for the returns' serial check.
+  virtual void AddShippedSerial(const std::string& /*site*/, const std::string& /*reference*/,
+                                const std::string& /*sku*/, const std::string& /*serial*/) {
+    throw std::logic_error("returns are not stored by this backend");
+  }
+  virtual std::vector<std::string> ShippedSerials(const std::string& /*site*/,
+                                                  const std::string& /*reference*/,
+                                                  const std::string& /*sku*/) {
+    throw std::logic_error("returns are not stored by this backend");
+  }
 };
 
 class OrderStore {
@@ -173,6 +223,19 @@ class OrderStore {
   // cancelled; node-local orders excluded); 0 <= central_committed <= central_rights; no counter
   // negative. Returns one sentence per violation (empty = all hold).
   virtual absl::StatusOr<std::vector<std::string>> VerifyRights() = 0;
+
+  // Transfers between sites, newest first: filtered by status (unspecified = all) and site (source
+  // or destination; empty = all), at most limit (0 = no limit). Unimplemented in backends
+  // without them.
+  virtual absl::StatusOr<std::vector<v1::Transfer>> ListTransfers(v1::TransferStatus /*status*/,
+                                                                  const std::string& /*site*/,
+                                                                  uint32_t /*limit*/) {
+    return absl::UnimplementedError("transfers are not stored by this backend");
+  }
+  // NotFound for an unknown id.
+  virtual absl::StatusOr<v1::Transfer> GetTransfer(const std::string& /*transfer_id*/) {
+    return absl::UnimplementedError("transfers are not stored by this backend");
+  }
 
   // Exceptions with every filter of ListExceptionsRequest (open ones only unless
   // include_resolved), newest first, at most 1000.

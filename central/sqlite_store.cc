@@ -15,7 +15,11 @@
 #include "central/central_rights.h"
 #include "central/channels_csv.h"
 #include "central/orders.h"
+#include "central/purchase_orders.h"
+#include "central/transfers.h"
+#include "central/returns.h"
 #include "common/master_csv.h"
+#include "common/purchasing.h"
 #include "common/sqlite_db.h"
 #include "common/stock_rules.h"
 
@@ -139,6 +143,45 @@ ALTER TABLE channels ADD COLUMN listing_buffer INTEGER NOT NULL DEFAULT 0;
 -- Routing allocates against central's rights now (their commitments replace it).
 DROP TABLE released_units;
 )sql"},
+    {4, R"sql(
+-- Cycle counts: one row per posted count line of a site (Event.count), for the inventory
+-- accuracy KPI. Rows of events a restore lost are deleted with the epoch change.
+CREATE TABLE count_results(site TEXT NOT NULL, count_id TEXT NOT NULL, line_no INTEGER NOT NULL,
+  sku TEXT NOT NULL, bin TEXT NOT NULL, lot TEXT NOT NULL, counted INTEGER NOT NULL,
+  expected INTEGER NOT NULL, variance INTEGER NOT NULL, within_tolerance INTEGER NOT NULL,
+  counted_by TEXT NOT NULL, approved_by TEXT NOT NULL, posted_ms INTEGER NOT NULL,
+  PRIMARY KEY(site, count_id, line_no)) WITHOUT ROWID;
+CREATE INDEX count_results_by_time ON count_results(posted_ms);
+)sql"},
+    {5, R"sql(
+-- Purchase orders (central/purchase_orders.h): the whole PurchaseOrder message plus the columns
+-- filters need; received quantities come from the sites' receipt events. Supplier defaults.
+CREATE TABLE purchase_orders(po_id TEXT PRIMARY KEY, site TEXT NOT NULL, supplier TEXT NOT NULL,
+  status INTEGER NOT NULL, body BLOB NOT NULL) WITHOUT ROWID;
+CREATE INDEX purchase_orders_by_site ON purchase_orders(site, po_id);
+CREATE TABLE suppliers(id TEXT PRIMARY KEY, body BLOB NOT NULL) WITHOUT ROWID;
+)sql"},
+    {6, R"sql(
+-- Transfers between sites (central/transfers.h): the whole Transfer message as the nodes last
+-- reported it (or as central ordered it), n in arrival order, request_id of central's orders.
+CREATE TABLE transfers(transfer_id TEXT PRIMARY KEY, n INTEGER NOT NULL, source TEXT NOT NULL,
+  destination TEXT NOT NULL, status INTEGER NOT NULL, origin TEXT NOT NULL,
+  version INTEGER NOT NULL, request_id TEXT NOT NULL, body BLOB NOT NULL) WITHOUT ROWID;
+CREATE INDEX transfers_by_n ON transfers(n);
+CREATE INDEX transfers_by_status ON transfers(status, n);
+CREATE INDEX transfers_by_request ON transfers(request_id) WHERE request_id <> '';
+)sql"},
+    {7, R"sql(
+-- Returns (central/returns.h): RMAs and counter returns, the whole Return message in body
+-- (rma_no > 0 for central's RMAs); serials the sites shipped, for the returns' serial check.
+CREATE TABLE returns(return_id TEXT PRIMARY KEY, rma_no INTEGER NOT NULL, order_id TEXT NOT NULL,
+  site TEXT NOT NULL, status INTEGER NOT NULL, created_ms INTEGER NOT NULL,
+  body BLOB NOT NULL) WITHOUT ROWID;
+CREATE INDEX returns_by_order ON returns(order_id);
+CREATE INDEX returns_by_time ON returns(created_ms);
+CREATE TABLE shipped_serials(site TEXT NOT NULL, reference TEXT NOT NULL, sku TEXT NOT NULL,
+  serial TEXT NOT NULL, PRIMARY KEY(site, reference, sku, serial)) WITHOUT ROWID;
+)sql"},
 };
 
 class SqliteStore : public CentralStore, public OrderStore {
@@ -214,7 +257,20 @@ class SqliteStore : public CentralStore, public OrderStore {
           // state it learned (the restored node is behind; its later updates merge forward and
           // older ones are ignored by the merge rules, common/order_state.h).
           keys.emplace_back(lost.getColumn(0).getInt64(), lost.getColumn(1).getInt64());
+          if (e.has_count()) {  // the restored node no longer has this count result
+            SQLite::Statement del(*db_,
+                                  "DELETE FROM count_results WHERE site = ? AND count_id = ? "
+                                  "AND line_no = ?");
+            del.bind(1, node_id);
+            del.bind(2, e.count().count_id());
+            del.bind(3, static_cast<int64_t>(e.count().line_no()));
+            del.exec();
+          }
           if (!e.has_movement()) continue;
+          if (e.movement().reason() == purchasing::kReceiptReason) {
+            PoTxImpl po_tx(this);  // the PO's received quantity goes back too
+            ApplyReceiptEvent(po_tx, node_id, e, -1);
+          }
           AddEffects(e, -1, &deltas);
           ++reversed;
         }
@@ -852,6 +908,40 @@ class SqliteStore : public CentralStore, public OrderStore {
     });
   }
 
+  absl::StatusOr<std::vector<v1::Transfer>> ListTransfers(v1::TransferStatus status,
+                                                          const std::string& site,
+                                                          uint32_t limit) override {
+    return Read([&](Reader& r) -> absl::StatusOr<std::vector<v1::Transfer>> {
+      auto& q = r.Stmt(
+          "SELECT body FROM transfers WHERE (?1 = 0 OR status = ?1) AND (?2 = '' OR source = ?2 "
+          "OR destination = ?2) ORDER BY n DESC LIMIT ?3");
+      q.bind(1, static_cast<int>(status));
+      q.bind(2, site);
+      q.bind(3, limit == 0 ? int64_t{-1} : int64_t{limit});
+      std::vector<v1::Transfer> out;
+      while (q.executeStep()) {
+        auto col = q.getColumn(0);
+        v1::Transfer t;
+        if (!t.ParseFromArray(col.getBlob(), col.getBytes())) {
+          q.reset();
+          return absl::DataLossError("corrupt transfer row");
+        }
+        out.push_back(std::move(t));
+      }
+      q.reset();
+      return out;
+    });
+  }
+
+  absl::StatusOr<v1::Transfer> GetTransfer(const std::string& transfer_id) override {
+    return Read([&](Reader& r) -> absl::StatusOr<v1::Transfer> {
+      auto t = ReadTransfer(r.Stmt("SELECT body FROM transfers WHERE transfer_id = ?"),
+                            transfer_id);
+      if (!t) return absl::NotFoundError(StrCat("unknown transfer '", transfer_id, "'"));
+      return *t;
+    });
+  }
+
   absl::StatusOr<std::vector<std::string>> VerifyRights() override {
     return Read([&](Reader& r) -> absl::StatusOr<std::vector<std::string>> {
       SQLite::Transaction snapshot(r.db);  // the book and the orders from the same commits
@@ -890,6 +980,22 @@ class SqliteStore : public CentralStore, public OrderStore {
                   std::max<int64_t>(0, l.quantity() - l.shipped() - l.short_quantity());
             }
           }
+        }
+        q.reset();
+      }
+      {
+        // Transfers central ordered and the source has not shipped or cancelled yet hold a
+        // commitment of central's rights at the source (central/transfers.h).
+        auto& q = r.Stmt(
+            "SELECT body FROM transfers WHERE origin = 'central' AND status = 1");  // requested
+        while (q.executeStep()) {
+          auto col = q.getColumn(0);
+          v1::Transfer t;
+          if (!t.ParseFromArray(col.getBlob(), col.getBytes())) {
+            q.reset();
+            return absl::DataLossError("corrupt transfer row");
+          }
+          for (const auto& l : t.lines()) open[{t.source(), l.sku()}] += l.quantity();
         }
         q.reset();
       }
@@ -1276,9 +1382,145 @@ class SqliteStore : public CentralStore, public OrderStore {
       return out;
     }
 
+    // Transfers between sites (central/transfers.h).
+    std::optional<v1::Transfer> LoadTransfer(const std::string& id) override {
+      return s_->ReadTransfer(s_->Stmt("SELECT body FROM transfers WHERE transfer_id = ?"), id);
+    }
+    std::optional<v1::Transfer> TransferByRequest(const std::string& request_id) override {
+      return s_->ReadTransfer(
+          s_->Stmt("SELECT body FROM transfers WHERE request_id = ? AND request_id <> ''"),
+          request_id);
+    }
+    uint64_t NextTransferNumber() override {
+      auto& q = s_->Stmt("SELECT COUNT(*) FROM transfers WHERE origin = 'central'");
+      q.executeStep();
+      const uint64_t n = q.getColumn(0).getInt64() + 1;
+      q.reset();
+      return n;
+    }
+    void SaveTransfer(const v1::Transfer& t, const std::string& request_id) override {
+      std::string body;
+      t.SerializeToString(&body);
+      auto& q = s_->Stmt(
+          "INSERT INTO transfers(transfer_id, n, source, destination, status, origin, version, "
+          "request_id, body) VALUES (?1, (SELECT COALESCE(MAX(n), 0) + 1 FROM transfers), ?2, "
+          "?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT(transfer_id) DO UPDATE SET "
+          "status = excluded.status, version = excluded.version, body = excluded.body");
+      q.bind(1, t.transfer_id());
+      q.bind(2, t.source());
+      q.bind(3, t.destination());
+      q.bind(4, static_cast<int>(t.status()));
+      q.bind(5, t.origin());
+      q.bind(6, static_cast<int64_t>(t.version()));
+      q.bind(7, request_id);
+      q.bind(8, body.data(), static_cast<int>(body.size()));
+      q.exec();
+      q.reset();
+    }
+
+    // Returns (central/returns.h).
+    uint64_t NextReturnNumber() override {
+      auto& q = s_->Stmt("SELECT COALESCE(MAX(rma_no), 0) + 1 FROM returns");
+      q.executeStep();
+      const uint64_t n = q.getColumn(0).getInt64();
+      q.reset();
+      return n;
+    }
+    std::optional<v1::Return> LoadReturn(const std::string& id) override {
+      auto& q = s_->Stmt("SELECT body FROM returns WHERE return_id = ?");
+      q.bind(1, id);
+      std::optional<v1::Return> out;
+      if (q.executeStep()) {
+        auto col = q.getColumn(0);
+        out.emplace();
+        if (!out->ParseFromArray(col.getBlob(), col.getBytes())) out.reset();
+      }
+      q.reset();
+      return out;
+    }
+    void SaveReturn(const v1::Return& r) override {
+      std::string body;
+      r.SerializeToString(&body);
+      int64_t rma_no = 0;
+      if (r.authorised() && r.return_id().size() > 1 && r.return_id()[0] == 'R') {
+        rma_no = std::atoll(r.return_id().c_str() + 1);
+      }
+      auto& q = s_->Stmt(
+          "INSERT INTO returns(return_id, rma_no, order_id, site, status, created_ms, body) "
+          "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(return_id) DO UPDATE SET "
+          "site = excluded.site, status = excluded.status, body = excluded.body");
+      q.bind(1, r.return_id());
+      q.bind(2, rma_no);
+      q.bind(3, r.order_id());
+      q.bind(4, r.site());
+      q.bind(5, static_cast<int>(r.status()));
+      q.bind(6, r.created_ms());
+      q.bind(7, body.data(), static_cast<int>(body.size()));
+      q.exec();
+      q.reset();
+    }
+    std::vector<v1::Return> FindReturns(const std::string& order_id, const std::string& site,
+                                        v1::ReturnStatus status, uint32_t limit) override {
+      auto& q = s_->Stmt(
+          "SELECT body FROM returns WHERE (?1 = '' OR order_id = ?1) AND (?2 = '' OR site = ?2) "
+          "AND (?3 = 0 OR status = ?3) ORDER BY created_ms DESC, return_id DESC LIMIT ?4");
+      q.bind(1, order_id);
+      q.bind(2, site);
+      q.bind(3, static_cast<int>(status));
+      q.bind(4, limit == 0 ? int64_t{-1} : static_cast<int64_t>(limit));
+      std::vector<v1::Return> out;
+      while (q.executeStep()) {
+        auto col = q.getColumn(0);
+        if (!out.emplace_back().ParseFromArray(col.getBlob(), col.getBytes())) out.pop_back();
+      }
+      q.reset();
+      return out;
+    }
+    void AddShippedSerial(const std::string& site, const std::string& reference,
+                          const std::string& sku, const std::string& serial) override {
+      auto& q = s_->Stmt(
+          "INSERT INTO shipped_serials(site, reference, sku, serial) VALUES (?, ?, ?, ?) "
+          "ON CONFLICT DO NOTHING");
+      q.bind(1, site);
+      q.bind(2, reference);
+      q.bind(3, sku);
+      q.bind(4, serial);
+      q.exec();
+      q.reset();
+    }
+    std::vector<std::string> ShippedSerials(const std::string& site, const std::string& reference,
+                                            const std::string& sku) override {
+      auto& q = s_->Stmt(
+          "SELECT serial FROM shipped_serials WHERE site = ? AND reference = ? AND sku = ?");
+      q.bind(1, site);
+      q.bind(2, reference);
+      q.bind(3, sku);
+      std::vector<std::string> out;
+      while (q.executeStep()) out.push_back(q.getColumn(0).getString());
+      q.reset();
+      return out;
+    }
+
    private:
     SqliteStore* s_;
   };
+
+  // The transfer q (one bound parameter: key) finds, if any; resets q.
+  static std::optional<v1::Transfer> ReadTransfer(SQLite::Statement& q, const std::string& key) {
+    q.bind(1, key);
+    std::optional<v1::Transfer> out;
+    if (q.executeStep()) {
+      auto col = q.getColumn(0);
+      v1::Transfer t;
+      if (!t.ParseFromArray(col.getBlob(), col.getBytes())) {
+        q.reset();
+        throw std::runtime_error("corrupt transfer row " + key);
+      }
+      out = std::move(t);
+    }
+    q.reset();
+    return out;
+  }
 
   static bool IsOpenStatus(v1::FulfilmentStatus s) {
     return s != v1::FULFILMENT_SHIPPED && s != v1::FULFILMENT_DELIVERED &&
@@ -1673,6 +1915,22 @@ class SqliteStore : public CentralStore, public OrderStore {
       } else if (e.has_rights()) {
         Tx tx(this);
         rights::ApplyRightsEvent(tx, node_id, e);
+      } else if (e.has_count()) {
+        StoreCountResult(node_id, e.count());
+      } else if (e.has_transfer()) {  // central/transfers.h
+        Tx tx(this);
+        transfers::ApplyTransferEvent(tx, node_id, e, static_cast<int64_t>(e.hlc() >> 16));
+      } else if (e.has_return_update()) {  // central/returns.h
+        Tx tx(this);
+        ApplyReturnUpdate(tx, node_id, e);
+      }
+      if (e.has_movement() && e.movement().serials_size() > 0) {
+        Tx tx(this);  // shipped serials, for the returns' serial check (central/returns.h)
+        NoteShippedSerials(tx, node_id, e.movement());
+      }
+      if (e.has_movement() && e.movement().reason() == purchasing::kReceiptReason) {
+        PoTxImpl tx(this);  // a receipt against a purchase order (central/purchase_orders.h)
+        ApplyReceiptEvent(tx, node_id, e, +1);
       }
       mark = e.seq();
       hlc = std::max<uint64_t>(hlc, e.hlc());
@@ -1687,6 +1945,69 @@ class SqliteStore : public CentralStore, public OrderStore {
     return mark;
   }
 
+  void StoreCountResult(const std::string& site, const v1::CountResult& c) {
+    auto& ins = Stmt(
+        "INSERT INTO count_results(site, count_id, line_no, sku, bin, lot, counted, expected, "
+        "variance, within_tolerance, counted_by, approved_by, posted_ms) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(site, count_id, line_no) DO NOTHING");
+    ins.bind(1, site);
+    ins.bind(2, c.count_id());
+    ins.bind(3, static_cast<int64_t>(c.line_no()));
+    ins.bind(4, c.sku());
+    ins.bind(5, c.bin());
+    ins.bind(6, c.lot());
+    ins.bind(7, c.counted());
+    ins.bind(8, c.expected());
+    ins.bind(9, c.variance());
+    ins.bind(10, c.within_tolerance() ? 1 : 0);
+    ins.bind(11, c.counted_by());
+    ins.bind(12, c.approved_by());
+    ins.bind(13, static_cast<int64_t>(c.posted_hlc() >> 16));
+    ins.exec();
+    ins.reset();
+  }
+
+ public:
+  absl::StatusOr<v1::InventoryAccuracyResponse> InventoryAccuracy(const std::string& site,
+                                                                  int64_t from_ms,
+                                                                  int64_t to_ms) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return Guard([&]() -> absl::StatusOr<v1::InventoryAccuracyResponse> {
+      v1::InventoryAccuracyResponse out;
+      SQLite::Statement q(*db_,
+                          "SELECT site, COUNT(*), SUM(within_tolerance), SUM(ABS(variance)), "
+                          "SUM(variance) FROM count_results WHERE (?1 = '' OR site = ?1) "
+                          "AND posted_ms >= ?2 AND (?3 = 0 OR posted_ms < ?3) "
+                          "GROUP BY site ORDER BY site");
+      q.bind(1, site);
+      q.bind(2, from_ms);
+      q.bind(3, to_ms);
+      v1::CountKpi* total = out.mutable_total();
+      auto accuracy = [](v1::CountKpi* k) {
+        k->set_accuracy(k->lines() > 0 ? static_cast<double>(k->within_tolerance()) /
+                                             static_cast<double>(k->lines())
+                                       : 0.0);
+      };
+      while (q.executeStep()) {
+        v1::CountKpi* k = out.add_sites();
+        k->set_site(q.getColumn(0).getString());
+        k->set_lines(q.getColumn(1).getInt64());
+        k->set_within_tolerance(q.getColumn(2).getInt64());
+        k->set_abs_variance(q.getColumn(3).getInt64());
+        k->set_net_variance(q.getColumn(4).getInt64());
+        accuracy(k);
+        total->set_lines(total->lines() + k->lines());
+        total->set_within_tolerance(total->within_tolerance() + k->within_tolerance());
+        total->set_abs_variance(total->abs_variance() + k->abs_variance());
+        total->set_net_variance(total->net_variance() + k->net_variance());
+      }
+      accuracy(total);
+      return out;
+    });
+  }
+
+ private:
   std::mutex gc_mu_;
   std::condition_variable gc_cv_;
   std::deque<PendingApply*> gc_queue_;
@@ -1838,6 +2159,146 @@ class SqliteStore : public CentralStore, public OrderStore {
   std::mutex read_mu_;
   std::unique_ptr<SQLite::Database> read_db_;
   std::map<std::string, std::unique_ptr<SQLite::Statement>> read_stmts_;  // on read_db_
+
+  // ---- Purchase orders (central/purchase_orders.h) -------------------------------------------
+ public:
+  PoStore* purchase_orders() override { return &po_store_; }
+
+ private:
+  // The PO tables inside a write transaction (callers hold mu_).
+  class PoTxImpl : public PoTx {
+   public:
+    explicit PoTxImpl(SqliteStore* s) : s_(s), base_(s) {}
+    OrderTx& base() override { return base_; }
+    std::optional<v1::PurchaseOrder> LoadPo(const std::string& po_id) override {
+      auto& q = s_->Stmt("SELECT body FROM purchase_orders WHERE po_id = ?");
+      q.bind(1, po_id);
+      std::optional<v1::PurchaseOrder> out;
+      if (q.executeStep()) {
+        auto col = q.getColumn(0);
+        out.emplace();
+        if (!out->ParseFromArray(col.getBlob(), col.getBytes())) {
+          q.reset();
+          throw std::runtime_error(StrCat("corrupt purchase order '", po_id, "'"));
+        }
+      }
+      q.reset();
+      return out;
+    }
+    void SavePo(const v1::PurchaseOrder& po) override {
+      const std::string body = po.SerializeAsString();
+      auto& q = s_->Stmt(
+          "INSERT INTO purchase_orders(po_id, site, supplier, status, body) VALUES (?, ?, ?, ?, ?) "
+          "ON CONFLICT(po_id) DO UPDATE SET site = excluded.site, supplier = excluded.supplier, "
+          "status = excluded.status, body = excluded.body");
+      q.bind(1, po.po_id());
+      q.bind(2, po.site());
+      q.bind(3, po.supplier());
+      q.bind(4, static_cast<int>(po.status()));
+      q.bindNoCopy(5, body.data(), static_cast<int>(body.size()));
+      q.exec();
+      q.reset();
+    }
+    std::optional<v1::Supplier> LoadSupplier(const std::string& id) override {
+      auto& q = s_->Stmt("SELECT body FROM suppliers WHERE id = ?");
+      q.bind(1, id);
+      std::optional<v1::Supplier> out;
+      if (q.executeStep()) {
+        auto col = q.getColumn(0);
+        out.emplace();
+        out->ParseFromArray(col.getBlob(), col.getBytes());
+      }
+      q.reset();
+      return out;
+    }
+    void SaveSupplier(const v1::Supplier& supplier) override {
+      const std::string body = supplier.SerializeAsString();
+      auto& q = s_->Stmt(
+          "INSERT INTO suppliers(id, body) VALUES (?, ?) "
+          "ON CONFLICT(id) DO UPDATE SET body = excluded.body");
+      q.bind(1, supplier.id());
+      q.bindNoCopy(2, body.data(), static_cast<int>(body.size()));
+      q.exec();
+      q.reset();
+    }
+
+   private:
+    SqliteStore* s_;
+    Tx base_;
+  };
+  class PoStoreImpl : public PoStore {
+   public:
+    explicit PoStoreImpl(SqliteStore* s) : s_(s) {}
+    absl::Status RunPo(const std::function<absl::Status(PoTx&)>& fn) override {
+      std::lock_guard<std::mutex> lock(s_->mu_);
+      return s_->Guard([&]() -> absl::StatusOr<bool> {
+                 db::WriteTransaction wtx(*s_->db_);
+                 PoTxImpl tx(s_);
+                 if (absl::Status st = fn(tx); !st.ok()) return st;
+                 wtx.Commit();
+                 return true;
+               })
+          .status();
+    }
+    absl::StatusOr<v1::PurchaseOrder> GetPo(const std::string& po_id) override {
+      return s_->Read([&](Reader& r) -> absl::StatusOr<v1::PurchaseOrder> {
+        auto& q = r.Stmt("SELECT body FROM purchase_orders WHERE po_id = ?");
+        q.bind(1, po_id);
+        if (!q.executeStep()) {
+          q.reset();
+          return absl::NotFoundError(StrCat("unknown purchase order '", po_id, "'"));
+        }
+        auto col = q.getColumn(0);
+        v1::PurchaseOrder po;
+        const bool ok = po.ParseFromArray(col.getBlob(), col.getBytes());
+        q.reset();
+        if (!ok) return absl::DataLossError(StrCat("corrupt purchase order '", po_id, "'"));
+        return po;
+      });
+    }
+    absl::StatusOr<v1::ListPurchaseOrdersResponse> ListPos(const std::string& site,
+                                                           const std::string& supplier,
+                                                           v1::PurchaseOrderStatus status,
+                                                           const std::string& after,
+                                                           uint32_t limit) override {
+      return s_->Read([&](Reader& r) -> absl::StatusOr<v1::ListPurchaseOrdersResponse> {
+        auto& q = r.Stmt(
+            "SELECT body FROM purchase_orders WHERE po_id > ?1 AND (?2 = '' OR site = ?2) "
+            "AND (?3 = '' OR supplier = ?3) AND (?4 = 0 OR status = ?4) ORDER BY po_id LIMIT ?5");
+        q.bind(1, after);
+        q.bind(2, site);
+        q.bind(3, supplier);
+        q.bind(4, static_cast<int>(status));
+        q.bind(5, static_cast<int64_t>(limit));
+        v1::ListPurchaseOrdersResponse out;
+        while (q.executeStep()) {
+          auto col = q.getColumn(0);
+          if (!out.add_purchase_orders()->ParseFromArray(col.getBlob(), col.getBytes())) {
+            q.reset();
+            return absl::DataLossError("corrupt purchase order row");
+          }
+        }
+        q.reset();
+        return out;
+      });
+    }
+    absl::StatusOr<v1::ListSuppliersResponse> ListSuppliers() override {
+      return s_->Read([&](Reader& r) -> absl::StatusOr<v1::ListSuppliersResponse> {
+        auto& q = r.Stmt("SELECT body FROM suppliers ORDER BY id");
+        v1::ListSuppliersResponse out;
+        while (q.executeStep()) {
+          auto col = q.getColumn(0);
+          out.add_suppliers()->ParseFromArray(col.getBlob(), col.getBytes());
+        }
+        q.reset();
+        return out;
+      });
+    }
+
+   private:
+    SqliteStore* s_;
+  };
+  PoStoreImpl po_store_{this};
 };
 
 }  // namespace

@@ -27,6 +27,8 @@
 
 namespace depot::central {
 
+class PoStore;  // central/purchase_orders.h
+
 struct NodeRecord {
   std::string node_id;          // = the site id
   std::string name;
@@ -89,9 +91,20 @@ class CentralStore {
                                                                 const std::string& site) = 0;
   virtual absl::StatusOr<SiteMirror> Mirror(const std::string& site) = 0;
 
+  // Cycle-count results the nodes posted (Event.count, stored by ApplyEvents in the same
+  // transaction): inventory accuracy per site (share of count lines within tolerance) over lines
+  // posted in [from_ms, to_ms) (0 = open end), for one site or all (site empty), plus the total.
+  // Unimplemented in backends without it.
+  virtual absl::StatusOr<v1::InventoryAccuracyResponse> InventoryAccuracy(
+      const std::string& /*site*/, int64_t /*from_ms*/, int64_t /*to_ms*/) {
+    return absl::UnimplementedError("inventory accuracy is not stored by this backend");
+  }
+
   // The order and selling-rights side of the same store (same database and transactions), or
   // nullptr when this backend (or decorator) has none.
   virtual OrderStore* orders() { return nullptr; }
+  // Purchase orders (central/purchase_orders.h) on the same database, or nullptr.
+  virtual PoStore* purchase_orders() { return nullptr; }
 };
 
 }  // namespace depot::central

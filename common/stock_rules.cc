@@ -1,6 +1,9 @@
 #include "common/stock_rules.h"
 
+#include "common/gs1.h"
+
 #include <cctype>
+#include <cstdio>
 
 
 #include "absl/strings/str_cat.h"
@@ -80,17 +83,7 @@ bool ValidGtin(std::string_view gtin) {
   if (gtin.size() != 8 && gtin.size() != 12 && gtin.size() != 13 && gtin.size() != 14) {
     return false;
   }
-  int sum = 0;
-  // Weights 3,1,3,1... from the rightmost digit before the check digit.
-  for (size_t i = 0; i < gtin.size(); ++i) {
-    if (!std::isdigit(static_cast<unsigned char>(gtin[i]))) return false;
-  }
-  for (size_t i = 0; i + 1 < gtin.size(); ++i) {
-    int digit = gtin[gtin.size() - 2 - i] - '0';
-    sum += digit * (i % 2 == 0 ? 3 : 1);
-  }
-  int check = (10 - sum % 10) % 10;
-  return check == gtin.back() - '0';
+  return gs1::HasValidCheckDigit(gtin);
 }
 
 bool ValidDate(std::string_view d) {
@@ -130,7 +123,7 @@ absl::Status CheckCode(std::string_view what, std::string_view code, bool requir
 
 absl::Status CheckAdjustment(std::string_view reason, int64_t quantity) {
   if (quantity == 0) return absl::InvalidArgumentError("quantity must not be zero");
-  if (reason == "damaged" || reason == "lost") {
+  if (reason == "damaged" || reason == "lost" || reason == "expired") {
     if (quantity > 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("reason '", std::string(reason), "' takes stock out: quantity must be negative"));
@@ -146,7 +139,31 @@ absl::Status CheckAdjustment(std::string_view reason, int64_t quantity) {
   }
   if (reason == "count") return absl::OkStatus();
   return absl::InvalidArgumentError(absl::StrCat(
-      "unknown adjustment reason '", std::string(reason), "' (damaged, lost, found, count)"));
+      "unknown adjustment reason '", std::string(reason),
+      "' (damaged, lost, expired, found, count)"));
+}
+
+std::string UtcDate(int64_t unix_micros) {
+  // Days since 1970-01-01 to a civil date (Howard Hinnant's days_from_civil, inverted).
+  int64_t days = unix_micros / 86'400'000'000LL;
+  if (unix_micros % 86'400'000'000LL < 0) --days;
+  days += 719468;
+  const int64_t era = (days >= 0 ? days : days - 146096) / 146097;
+  const int64_t doe = days - era * 146097;
+  const int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+  const int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+  const int64_t mp = (5 * doy + 2) / 153;
+  const int64_t d = doy - (153 * mp + 2) / 5 + 1;
+  const int64_t m = mp < 10 ? mp + 3 : mp - 9;
+  const int64_t y = yoe + era * 400 + (m <= 2 ? 1 : 0);
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "%04lld-%02lld-%02lld", static_cast<long long>(y),
+                static_cast<long long>(m), static_cast<long long>(d));
+  return buf;
+}
+
+bool LotExpired(std::string_view expiry, std::string_view today) {
+  return !expiry.empty() && expiry < today;
 }
 
 }  // namespace depot

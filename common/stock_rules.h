@@ -46,8 +46,14 @@ bool ValidDate(std::string_view date);
 // either end, no control characters.
 absl::Status CheckCode(std::string_view what, std::string_view code, bool required = true);
 
-// Adjustment reason codes: damaged and lost take stock out (quantity < 0), found brings it in
-// (quantity > 0), count corrects either way. quantity 0 is never valid.
+// Adjustment reason codes: damaged, lost and expired take stock out (quantity < 0), found brings
+// it in (quantity > 0), count corrects either way. quantity 0 is never valid.
 absl::Status CheckAdjustment(std::string_view reason, int64_t quantity);
+
+// The UTC calendar date (YYYY-MM-DD) of a time in microseconds since the Unix epoch.
+std::string UtcDate(int64_t unix_micros);
+// A lot is expired when it has an expiry date before today (both YYYY-MM-DD); a lot without one
+// never expires.
+bool LotExpired(std::string_view expiry, std::string_view today);
 
 }  // namespace depot

@@ -9,7 +9,7 @@ PKGS=(
   libsqlite3-dev sqlite3 libsqlitecpp-dev
   libasio-dev libhttp-parser-dev
   libcurl4-openssl-dev
-  catch2
+  catch2 clang-14 libclang-rt-14-dev
   libcli11-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   python3-grpcio python3-protobuf
 )

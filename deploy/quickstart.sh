@@ -72,11 +72,16 @@ st() { DEPOT_NODE=$ST $CTL "$@" >/dev/null; }
 wh receive --sku TSHIRT-BLK-M --bin A-01-01 --qty 40 --request-id demo-1
 wh receive --sku TSHIRT-BLK-L --bin A-01-02 --qty 25 --request-id demo-2
 wh receive --sku MUG-LOGO --bin B-01-01 --qty 120 --request-id demo-3
-wh receive --sku YOGHURT-500 --bin COLD-01 --qty 30 --lot L2611 --expiry 2026-12-20 --request-id demo-4
+# Lots expire some weeks after the demo's first run (an expired lot cannot be received); the
+# dates are kept with the demo data so that a rerun replays the same receipts.
+[ -f "$DEMO/lot-dates" ] || { date -u -d '+3 weeks' +%F; date -u -d '+7 weeks' +%F; } >"$DEMO/lot-dates"
+SOON=$(sed -n 1p "$DEMO/lot-dates")
+LATER=$(sed -n 2p "$DEMO/lot-dates")
+wh receive --sku YOGHURT-500 --bin COLD-01 --qty 30 --lot L2611 --expiry "$SOON" --request-id demo-4
 wh receive --sku PHONE-X1 --bin SAFE-01 --qty 3 --serial SN-0001 --serial SN-0002 --serial SN-0003 --request-id demo-5
 st receive --sku TSHIRT-BLK-M --bin FLOOR --qty 8 --request-id demo-7
 st receive --sku MUG-LOGO --bin BACK --qty 12 --request-id demo-8
-st receive --sku YOGHURT-500 --bin CHILLER --qty 10 --lot L2612 --expiry 2027-01-15 --request-id demo-9
+st receive --sku YOGHURT-500 --bin CHILLER --qty 10 --lot L2612 --expiry "$LATER" --request-id demo-9
 # A web order (the same external id again is the same order): routed and released to wh-east.
 for _ in $(seq 50); do
   $CTL central rights --site wh-east --sku MUG-LOGO 2>/dev/null | grep -q '"central_rights"' && break

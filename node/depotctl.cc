@@ -8,13 +8,18 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <sstream>
+#include <tuple>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "common/http_client.h"
 #include "common/json.h"
 #include "depot/v1/central.pb.h"
 #include "depot/v1/node_api.pb.h"
+#include "depot/v1/purchasing.pb.h"
+#include "depot/v1/transfers.pb.h"
 
 namespace {
 
@@ -255,6 +260,26 @@ int main(int argc, char** argv) {
                                  "&after_seq=", hafter, "&limit=", hlimit));
   });
 
+  // Lots with expiry: `lot SKU LOT` (where it is, whether it expired, its movements) and
+  // `lots expire` (write off expired stock now; the node also does it every 10 minutes).
+  std::string lsku, llot;
+  uint64_t lafter = 0, llimit = 100;
+  auto* lot = app.add_subcommand("lot", "a lot: expiry, stock per bin and its movement history");
+  lot->add_option("sku", lsku)->required();
+  lot->add_option("lot", llot)->required();
+  lot->add_option("--after-seq", lafter);
+  lot->add_option("--limit", llimit)->capture_default_str();
+  lot->callback([&] {
+    ctl.Call("GET", absl::StrCat("/v1/lots/", Encode(lsku), "/", Encode(llot),
+                                 "?after_seq=", lafter, "&limit=", llimit));
+  });
+  auto* lots = app.add_subcommand("lots", "lots with expiry");
+  lots->require_subcommand(1);
+  depot::v1::ExpireLotsRequest expire;
+  auto* lexp = lots->add_subcommand("expire", "write off the stock of expired lots now");
+  lexp->add_option("--request-id", *expire.mutable_request_id());
+  lexp->callback([&] { ctl.Post("/v1/lots/expire", expire); });
+
   std::string rsku;
   auto* rlist = app.add_subcommand("reservations", "open reservations");
   rlist->add_option("--sku", rsku);
@@ -262,6 +287,12 @@ int main(int argc, char** argv) {
 
   app.add_subcommand("skus", "list SKUs")->callback([&] { ctl.Call("GET", "/v1/skus?limit=1000"); });
   app.add_subcommand("bins", "list bins")->callback([&] { ctl.Call("GET", "/v1/bins"); });
+  // scan CODE: what the node makes of a barcode (GS1 element string, EAN/UPC/GTIN) and its SKU.
+  // In a shell write GS (ASCII 29) as $'\x1d', or use the bracketed form "(01)...(10)...".
+  std::string scan_code;
+  auto* scan = app.add_subcommand("scan", "parse a barcode (GS1, EAN/UPC) and find its SKU");
+  scan->add_option("code", scan_code, "the scanned text")->required();
+  scan->callback([&] { ctl.Call("GET", "/v1/scan?code=" + Encode(scan_code)); });
   app.add_subcommand("status", "node id, epoch, ledger size, outbox depth")->callback([&] {
     ctl.Call("GET", "/v1/status");
   });
@@ -478,6 +509,117 @@ int main(int argc, char** argv) {
     ctl.Post("/v1/rights/request", rreq);
   });
 
+  // count create|generate|list|show|start|submit|approve|reject|kpi: cycle counts
+  // (docs/OPERATIONS.md "Cycle counts"). Counters see the blind view; --supervisor the full one.
+  auto* count = app.add_subcommand("count", "cycle counts: tasks, blind counting, approval, KPI");
+  count->require_subcommand(1);
+  bool count_sup = false;
+  auto view = [&] { return count_sup ? std::string("?view=supervisor") : std::string(); };
+  depot::v1::CreateCountRequest ccreate;
+  int64_t cc_units = -1, cc_percent = -1;
+  bool cc_start = false;
+  auto* cc = count->add_subcommand("create", "a count task for a SKU, a bin, or a SKU in a bin");
+  cc->add_option("--sku", *ccreate.mutable_sku());
+  cc->add_option("--bin", *ccreate.mutable_bin());
+  cc->add_option("--tolerance-units", cc_units, "override the node's default");
+  cc->add_option("--tolerance-percent", cc_percent, "override the node's default");
+  cc->add_flag("--start", cc_start, "start counting now");
+  cc->add_option("--request-id", *ccreate.mutable_request_id());
+  cc->add_flag("--supervisor", count_sup, "show expected quantities");
+  cc->callback([&] {
+    if (cc_units >= 0) ccreate.set_tolerance_units(cc_units);
+    if (cc_percent >= 0) ccreate.set_tolerance_percent(cc_percent);
+    ccreate.set_start(cc_start);
+    ctl.Call("POST", "/v1/counts" + view(), depot::MessageToJson(ccreate));
+  });
+  depot::v1::GenerateCountsRequest cgen;
+  bool cg_start = false;
+  auto* cg = count->add_subcommand("generate", "ABC rule: tasks for SKUs not counted in time");
+  uint32_t cg_a = 0, cg_b = 0, cg_c = 0, cg_window = 0, cg_limit = 0;
+  cg->add_option("--window-days", cg_window, "days of volume that classify SKUs [30]");
+  cg->add_option("--a-days", cg_a, "interval of class A [7]");
+  cg->add_option("--b-days", cg_b, "interval of class B [30]");
+  cg->add_option("--c-days", cg_c, "interval of class C [90]");
+  cg->add_option("--limit", cg_limit, "at most this many tasks [1000]");
+  cg->add_flag("--start", cg_start, "start the tasks now");
+  cg->add_flag("--supervisor", count_sup, "show expected quantities");
+  cg->callback([&] {
+    cgen.set_a_days(cg_a);
+    cgen.set_b_days(cg_b);
+    cgen.set_c_days(cg_c);
+    cgen.set_limit(cg_limit);
+    cgen.set_start(cg_start);
+    cgen.set_window_days(cg_window);
+    ctl.Call("POST", "/v1/counts/generate" + view(), depot::MessageToJson(cgen));
+  });
+  std::string cl_status;
+  uint32_t cl_limit = 100;
+  auto* cl = count->add_subcommand("list", "count tasks, newest first");
+  cl->add_option("--status", cl_status, "open, pending_approval or done");
+  cl->add_option("--limit", cl_limit, "1..10000");
+  cl->add_flag("--supervisor", count_sup, "show expected quantities");
+  cl->callback([&] {
+    ctl.Call("GET", absl::StrCat("/v1/counts?status=", Encode(cl_status), "&limit=", cl_limit,
+                                 count_sup ? "&view=supervisor" : ""));
+  });
+  std::string count_id;
+  auto* cs = count->add_subcommand("show", "one count task (blind unless --supervisor)");
+  cs->add_option("id", count_id)->required();
+  cs->add_flag("--supervisor", count_sup, "show expected quantities");
+  cs->callback([&] { ctl.Call("GET", "/v1/counts/" + Encode(count_id) + view()); });
+  auto* cst = count->add_subcommand("start", "start counting: records the ledger seq");
+  cst->add_option("id", count_id)->required();
+  cst->callback([&] { ctl.Call("POST", "/v1/counts/" + Encode(count_id) + "/start", "{}"); });
+  std::vector<std::string> csub_lines;
+  std::string csub_json;
+  auto* csub = count->add_subcommand("submit", "submit counted quantities");
+  csub->add_option("id", count_id)->required();
+  csub->add_option("--line", csub_lines, "LINE_NO=COUNTED (repeat)");
+  csub->add_option("--lines-json", csub_json, "the lines as JSON (with sku/bin/lot, serials)");
+  csub->callback([&] {
+    depot::v1::SubmitCountRequest req;
+    if (!csub_json.empty()) {
+      if (!depot::JsonToMessage(absl::StrCat("{\"lines\":", csub_json, "}"), &req).ok()) {
+        std::cerr << "depotctl: --lines-json is not a JSON list of counted lines\n";
+        ctl.exit_code = 2;
+        return;
+      }
+    }
+    for (const auto& l : csub_lines) {
+      auto eq = l.find('=');
+      auto* line = req.add_lines();
+      try {
+        if (eq == std::string::npos) throw std::invalid_argument(l);
+        line->set_line_no(static_cast<uint32_t>(std::stoul(l.substr(0, eq))));
+        line->set_counted(std::stoll(l.substr(eq + 1)));
+      } catch (const std::exception&) {
+        std::cerr << "depotctl: --line wants LINE_NO=COUNTED, got '" << l << "'\n";
+        ctl.exit_code = 2;
+        return;
+      }
+    }
+    ctl.Call("POST", "/v1/counts/" + Encode(count_id) + "/submit", depot::MessageToJson(req));
+  });
+  for (const char* verb : {"approve", "reject"}) {
+    auto* cr = count->add_subcommand(
+        verb, std::string(verb) + " counted lines waiting for approval (all without --line)");
+    auto lines = std::make_shared<std::vector<uint32_t>>();
+    auto note = std::make_shared<std::string>();
+    cr->add_option("id", count_id)->required();
+    cr->add_option("--line", *lines, "line number (repeat)");
+    cr->add_option("--note", *note);
+    cr->callback([&ctl, &count_id, lines, note, verb] {
+      depot::v1::ReviewCountRequest req;
+      for (uint32_t n : *lines) req.add_line_nos(n);
+      req.set_note(*note);
+      ctl.Call("POST", "/v1/counts/" + Encode(count_id) + "/" + verb, depot::MessageToJson(req));
+    });
+  }
+  uint32_t ck_days = 0;
+  auto* ck = count->add_subcommand("kpi", "inventory accuracy: share of count lines in tolerance");
+  ck->add_option("--days", ck_days, "only lines posted in the last N days (0 = all)");
+  ck->callback([&] { ctl.Call("GET", absl::StrCat("/v1/counts/kpi?days=", ck_days)); });
+
   // central import|stock|nodes|exceptions|channels|orders|kpis|rights|listings: depot-central's
   // API (--central).
   auto* central = app.add_subcommand("central", "depot-central's API (see --central)");
@@ -648,6 +790,19 @@ int main(int argc, char** argv) {
   ckpis->callback([&] {
     ctl.CallCentral("GET", absl::StrCat("/v1/kpis?from_ms=", co_from_ms, "&to_ms=", co_to_ms));
   });
+  // central accuracy: inventory accuracy of cycle counts per site.
+  std::string ca_site;
+  int64_t ca_from_ms = 0, ca_to_ms = 0;
+  auto* caccuracy = central->add_subcommand(
+      "accuracy", "per site: share of cycle-count lines within tolerance");
+  caccuracy->fallthrough();
+  caccuracy->add_option("--site", ca_site, "only this site");
+  caccuracy->add_option("--from-ms", ca_from_ms, "posted at or after (ms since epoch)");
+  caccuracy->add_option("--to-ms", ca_to_ms, "posted before (ms since epoch)");
+  caccuracy->callback([&] {
+    ctl.CallCentral("GET", absl::StrCat("/v1/kpi/inventory-accuracy?site=", Encode(ca_site),
+                                        "&from_ms=", ca_from_ms, "&to_ms=", ca_to_ms));
+  });
   // central rights [--site --sku] | rights history | rights release | rights policy | rights
   // verify, central listings CHANNEL: central's selling rights (docs/SYNC.md "Selling rights").
   std::string cr_site, cr_sku;
@@ -733,6 +888,399 @@ int main(int argc, char** argv) {
   clistings->add_option("channel", cl_channel)->required();
   clistings->callback(
       [&] { ctl.CallCentral("GET", "/v1/listings?channel=" + Encode(cl_channel)); });
+
+  // returns list|show|receive|dispose|refund (node) and central returns list|show|create|kpi:
+  // returns (docs/ORDERS.md "Returns").
+  auto* rt = app.add_subcommand("returns", "returns at this node: RMAs, receipt, disposition");
+  rt->require_subcommand(1);
+  std::string rt_id, rt_status, rt_order, rt_ref, rt_sku, rt_reason, rt_action, rt_bin, rt_lot,
+      rt_note, rt_currency, rt_request, rt_site;
+  std::vector<std::string> rt_serials;
+  int64_t rt_qty = 0, rt_amount = -1;
+  uint32_t rt_limit = 100, rt_line = 0;
+  auto* rtl = rt->add_subcommand("list", "returns known here (RMAs and received), newest first");
+  rtl->add_option("--status", rt_status, "authorised, received, disposed or refunded");
+  rtl->add_option("--limit", rt_limit);
+  rtl->callback([&] {
+    ctl.Call("GET", absl::StrCat("/v1/returns?status=", Encode(rt_status), "&limit=", rt_limit));
+  });
+  auto* rts = rt->add_subcommand("show", "one return");
+  rts->add_option("id", rt_id)->required();
+  rts->callback([&] { ctl.Call("GET", "/v1/returns/" + Encode(rt_id)); });
+  auto* rtr = rt->add_subcommand("receive", "receive returned goods (against --rma, or a counter return)");
+  rtr->add_option("--rma", rt_id, "the return authorisation; omit for a counter return");
+  rtr->add_option("--order", rt_order, "the order (counter return)");
+  rtr->add_option("--ref", rt_ref, "external reference (counter return without order id)");
+  rtr->add_option("--sku", rt_sku)->required();
+  rtr->add_option("--qty", rt_qty)->required();
+  rtr->add_option("--reason", rt_reason,
+                  "damaged, wrong_item, not_as_described, no_longer_needed, other");
+  rtr->add_option("--serial", rt_serials, "serials (serial-tracked SKUs)");
+  rtr->add_option("--note", rt_note);
+  rtr->add_option("--request-id", rt_request);
+  rtr->callback([&] {
+    depot::v1::ReceiveReturnRequest q;
+    q.set_return_id(rt_id);
+    q.set_order_id(rt_order);
+    q.set_external_ref(rt_ref);
+    q.set_note(rt_note);
+    q.set_request_id(rt_request);
+    auto* l = q.add_lines();
+    l->set_sku(rt_sku);
+    l->set_quantity(rt_qty);
+    l->set_reason(rt_reason);
+    for (const auto& s : rt_serials) l->add_serials(s);
+    ctl.Post("/v1/returns", q);
+  });
+  auto* rtd = rt->add_subcommand("dispose", "inspect and dispose: restock, refurbish or scrap");
+  rtd->add_option("id", rt_id)->required();
+  rtd->add_option("--sku", rt_sku)->required();
+  rtd->add_option("--qty", rt_qty)->required();
+  rtd->add_option("--action", rt_action)->required()
+      ->check(CLI::IsMember({"restock", "refurbish", "scrap"}));
+  rtd->add_option("--bin", rt_bin, "restock: the bin");
+  rtd->add_option("--lot", rt_lot, "restock of a lot-tracked SKU");
+  rtd->add_option("--serial", rt_serials, "restock of serial-tracked units");
+  rtd->add_option("--request-id", rt_request);
+  rtd->callback([&] {
+    depot::v1::DisposeReturnRequest q;
+    q.set_request_id(rt_request);
+    auto* l = q.add_lines();
+    l->set_sku(rt_sku);
+    l->set_quantity(rt_qty);
+    l->set_action(rt_action);
+    l->set_bin(rt_bin);
+    l->set_lot(rt_lot);
+    for (const auto& s : rt_serials) l->add_serials(s);
+    ctl.Post("/v1/returns/" + Encode(rt_id) + "/disposition", q);
+  });
+  auto* rtf = rt->add_subcommand("refund", "record the refund (amount in cents) for central");
+  rtf->add_option("id", rt_id)->required();
+  rtf->add_option("--amount", rt_amount, "cents")->required();
+  rtf->add_option("--currency", rt_currency, "default EUR");
+  rtf->add_option("--note", rt_note);
+  rtf->add_option("--request-id", rt_request);
+  rtf->callback([&] {
+    depot::v1::RefundReturnRequest q;
+    q.set_amount_cents(rt_amount);
+    q.set_currency(rt_currency);
+    q.set_note(rt_note);
+    q.set_request_id(rt_request);
+    ctl.Post("/v1/returns/" + Encode(rt_id) + "/refund", q);
+  });
+  auto* crt = central->add_subcommand("returns", "RMAs and returns at central, turnaround KPI");
+  crt->fallthrough();
+  crt->require_subcommand(1);
+  auto* crtl = crt->add_subcommand("list", "returns, newest first, with the KPI of the list");
+  crtl->fallthrough();
+  crtl->add_option("--status", rt_status, "authorised, received, disposed or refunded");
+  crtl->add_option("--order", rt_order);
+  crtl->add_option("--site", rt_site);
+  crtl->add_option("--limit", rt_limit);
+  crtl->callback([&] {
+    ctl.CallCentral("GET", absl::StrCat("/v1/returns?status=", Encode(rt_status), "&order_id=",
+                                        Encode(rt_order), "&site=", Encode(rt_site),
+                                        "&limit=", rt_limit));
+  });
+  auto* crts = crt->add_subcommand("show", "one return at central");
+  crts->fallthrough();
+  crts->add_option("id", rt_id)->required();
+  crts->callback([&] { ctl.CallCentral("GET", "/v1/returns/" + Encode(rt_id)); });
+  auto* crtc = crt->add_subcommand("create", "authorise a return (RMA) for an order's line");
+  crtc->fallthrough();
+  crtc->add_option("--order", rt_order)->required();
+  crtc->add_option("--line", rt_line, "the order line (or --sku)");
+  crtc->add_option("--sku", rt_sku);
+  crtc->add_option("--qty", rt_qty)->required();
+  crtc->add_option("--reason", rt_reason,
+                   "damaged, wrong_item, not_as_described, no_longer_needed, other")
+      ->required();
+  crtc->add_option("--note", rt_note);
+  crtc->callback([&] {
+    depot::v1::CreateReturnRequest q;
+    q.set_order_id(rt_order);
+    q.set_note(rt_note);
+    auto* l = q.add_lines();
+    l->set_line_no(rt_line);
+    l->set_sku(rt_sku);
+    l->set_quantity(rt_qty);
+    l->set_reason(rt_reason);
+    ctl.CallCentral("POST", "/v1/returns", depot::MessageToJson(q));
+  });
+  auto* crtk = crt->add_subcommand("kpi", "return turnaround per site and reason");
+  crtk->fallthrough();
+  crtk->add_option("--site", rt_site);
+  crtk->callback([&] { ctl.CallCentral("GET", "/v1/kpi/returns?site=" + Encode(rt_site)); });
+
+  // Purchase orders (docs/OPERATIONS.md "Receiving against purchase orders"): at the node the
+  // site's copy, receiving and put-away; under `central po` creation, import, close, cancel.
+  auto* po = app.add_subcommand("po", "purchase orders of this site: list, show, receive");
+  po->require_subcommand(1);
+  std::string po_status, po_id, po_sku, po_bin, po_lot, po_expiry, po_request;
+  int64_t po_qty = 0;
+  std::vector<std::string> po_serials;
+  auto* pol = po->add_subcommand("list", "this site's purchase orders (central's feed)");
+  pol->add_option("--status", po_status, "open, partially_received, received, closed_short, cancelled");
+  pol->callback([&] { ctl.Call("GET", "/v1/purchase-orders?status=" + Encode(po_status)); });
+  auto* pos = po->add_subcommand("show", "one purchase order with received quantities");
+  pos->add_option("po", po_id)->required();
+  pos->callback([&] { ctl.Call("GET", "/v1/purchase-orders/" + Encode(po_id)); });
+  auto* por = po->add_subcommand("receive", "receive a SKU against a purchase order");
+  por->add_option("po", po_id)->required();
+  por->add_option("sku", po_sku)->required();
+  por->add_option("quantity", po_qty)->required();
+  por->add_option("--bin", po_bin, "default: the put-away suggestion");
+  por->add_option("--lot", po_lot);
+  por->add_option("--expiry", po_expiry, "YYYY-MM-DD");
+  por->add_option("--serial", po_serials, "serial numbers (repeat)");
+  por->add_option("--request-id", po_request, "idempotency key");
+  por->callback([&] {
+    depot::v1::ReceivePoRequest r;
+    auto* l = r.add_lines();
+    l->set_sku(po_sku);
+    l->set_quantity(po_qty);
+    l->set_bin(po_bin);
+    l->set_lot(po_lot);
+    l->set_expiry(po_expiry);
+    for (const auto& s : po_serials) l->add_serials(s);
+    r.set_request_id(po_request);
+    ctl.Post("/v1/purchase-orders/" + Encode(po_id) + "/receive", r);
+  });
+  auto* pw = app.add_subcommand("putaway", "where to put a SKU away: a bin holding it, else an empty one");
+  pw->add_option("sku", po_sku)->required();
+  pw->add_option("--lot", po_lot);
+  pw->add_option("--qty", po_qty);
+  pw->callback([&] {
+    std::string path = "/v1/putaway?sku=" + Encode(po_sku) + "&lot=" + Encode(po_lot);
+    if (po_qty > 0) path += "&quantity=" + std::to_string(po_qty);
+    ctl.Call("GET", path);
+  });
+  auto* cpo = central->add_subcommand("po", "purchase orders at central");
+  cpo->require_subcommand(1);
+  cpo->fallthrough();
+  std::string cpo_file, cpo_site, cpo_supplier, cpo_note, cpo_date, cpo_name;
+  std::vector<std::string> cpo_lines;
+  int cpo_tolerance = -1;
+  auto* cpoc = cpo->add_subcommand("create", "create a purchase order (lines as SKU:QTY)");
+  cpoc->fallthrough();
+  cpoc->add_option("po", po_id)->required();
+  cpoc->add_option("--supplier", cpo_supplier)->required();
+  cpoc->add_option("--site", cpo_site)->required();
+  cpoc->add_option("--line", cpo_lines, "SKU:QTY (repeat)")->required();
+  cpoc->add_option("--expected", cpo_date, "expected date YYYY-MM-DD");
+  cpoc->add_option("--tolerance", cpo_tolerance, "over-receipt % (default: the supplier's)");
+  cpoc->callback([&] {
+    depot::v1::PurchaseOrder p;
+    p.set_po_id(po_id);
+    p.set_supplier(cpo_supplier);
+    p.set_site(cpo_site);
+    p.set_expected_date(cpo_date);
+    if (cpo_tolerance >= 0) p.set_receipt_tolerance_percent(cpo_tolerance);
+    uint32_t n = 0;
+    for (const auto& text : cpo_lines) {
+      const size_t colon = text.rfind(':');
+      auto* l = p.add_lines();
+      l->set_line_no(++n);
+      l->set_sku(text.substr(0, colon));
+      if (colon == std::string::npos) continue;  // central refuses the missing quantity
+      try {
+        l->set_ordered(std::stoll(text.substr(colon + 1)));
+      } catch (...) {
+        std::cerr << "depotctl: --line '" << text << "' is not SKU:QTY\n";
+        ctl.exit_code = 2;
+        return;
+      }
+    }
+    ctl.CallCentral("POST", "/v1/purchase-orders", depot::MessageToJson(p));
+  });
+  auto* cpoi = cpo->add_subcommand(
+      "import", "import POs from CSV (po,supplier,site,expected_date,line,sku,quantity)");
+  cpoi->fallthrough();
+  cpoi->add_option("file", cpo_file, "CSV file")->required()->check(CLI::ExistingFile);
+  cpoi->callback([&] {
+    std::ifstream in(cpo_file, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    ctl.CallCentral("POST", "/v1/purchase-orders/import", ss.str(), "text/csv");
+  });
+  auto* cpol = cpo->add_subcommand("list", "purchase orders, filtered");
+  cpol->fallthrough();
+  cpol->add_option("--site", cpo_site);
+  cpol->add_option("--supplier", cpo_supplier);
+  cpol->add_option("--status", po_status);
+  cpol->callback([&] {
+    ctl.CallCentral("GET", "/v1/purchase-orders?site=" + Encode(cpo_site) + "&supplier=" +
+                               Encode(cpo_supplier) + "&status=" + Encode(po_status));
+  });
+  auto* cpos = cpo->add_subcommand("show", "one purchase order");
+  cpos->fallthrough();
+  cpos->add_option("po", po_id)->required();
+  cpos->callback([&] { ctl.CallCentral("GET", "/v1/purchase-orders/" + Encode(po_id)); });
+  for (const char* action : {"close", "cancel"}) {
+    auto* a = cpo->add_subcommand(action, std::string(action) == "close"
+                                              ? "close a PO short (open quantity is not coming)"
+                                              : "cancel a PO nothing was received against");
+    a->fallthrough();
+    a->add_option("po", po_id)->required();
+    a->add_option("--note", cpo_note);
+    a->callback([&ctl, &po_id, &cpo_note, action] {
+      depot::v1::PurchaseOrderActionRequest r;
+      r.set_note(cpo_note);
+      ctl.CallCentral("POST", "/v1/purchase-orders/" + Encode(po_id) + "/" + action,
+                      depot::MessageToJson(r));
+    });
+  }
+  auto* csup = central->add_subcommand("supplier", "set a supplier's default receipt tolerance");
+  csup->fallthrough();
+  csup->add_option("id", cpo_supplier)->required();
+  csup->add_option("--tolerance", cpo_tolerance, "over-receipt % allowed")->required();
+  csup->add_option("--name", cpo_name);
+  csup->callback([&] {
+    depot::v1::Supplier s;
+    s.set_name(cpo_name);
+    s.set_receipt_tolerance_percent(cpo_tolerance < 0 ? 0 : cpo_tolerance);
+    ctl.CallCentral("PUT", "/v1/suppliers/" + Encode(cpo_supplier), depot::MessageToJson(s));
+  });
+  central->add_subcommand("suppliers", "suppliers and their defaults")->fallthrough()->callback([&] {
+    ctl.CallCentral("GET", "/v1/suppliers");
+  });
+
+  // ---- Transfers between sites (node/transfers.h, central/transfers.h). Lines are SKU:QTY, on
+  // ship and receive optionally SKU:QTY@BIN.
+  std::string xfer_id, xfer_to, xfer_from, xfer_note, xfer_bin, xfer_status, xfer_sku, xfer_site;
+  std::vector<std::string> xfer_lines;
+  // Parses xfer_lines into (sku, qty, bin); false (exit 2) when one is malformed.
+  auto xfer_parse = [&](std::vector<std::tuple<std::string, int64_t, std::string>>* out) {
+    for (const auto& text : xfer_lines) {
+      std::string head = text, bin;
+      if (const size_t at = text.rfind('@'); at != std::string::npos) {
+        head = text.substr(0, at);
+        bin = text.substr(at + 1);
+      }
+      const size_t colon = head.rfind(':');
+      int64_t q = 0;
+      try {
+        if (colon == std::string::npos) throw std::invalid_argument("no quantity");
+        q = std::stoll(head.substr(colon + 1));
+      } catch (...) {
+        std::cerr << "depotctl: --line '" << text << "' is not SKU:QTY[@BIN]\n";
+        ctl.exit_code = 2;
+        return false;
+      }
+      out->emplace_back(head.substr(0, colon), q, bin);
+    }
+    return true;
+  };
+  auto xfer_create = [&](bool at_central) {
+    std::vector<std::tuple<std::string, int64_t, std::string>> lines;
+    if (!xfer_parse(&lines)) return;
+    depot::v1::CreateTransferRequest r;
+    r.set_source(xfer_from);
+    r.set_destination(xfer_to);
+    r.set_note(xfer_note);
+    for (const auto& [sku, q, bin] : lines) {
+      auto* l = r.add_lines();
+      l->set_sku(sku);
+      l->set_quantity(q);
+    }
+    if (at_central) {
+      ctl.CallCentral("POST", "/v1/transfers", depot::MessageToJson(r));
+    } else {
+      ctl.Post("/v1/transfers", r);
+    }
+  };
+  auto xfer_query = [&] {
+    return "?status=" + Encode(xfer_status) + "&sku=" + Encode(xfer_sku) + "&site=" +
+           Encode(xfer_site);
+  };
+  auto* xfer = app.add_subcommand("transfer", "transfers between sites from or to this node");
+  xfer->require_subcommand(1);
+  xfer->fallthrough();
+  auto* xc = xfer->add_subcommand("create", "order a transfer from this site (lines SKU:QTY)");
+  xc->fallthrough();
+  xc->add_option("--to", xfer_to, "destination site")->required();
+  xc->add_option("--line", xfer_lines, "SKU:QTY (repeat)")->required();
+  xc->add_option("--note", xfer_note);
+  xc->callback([&] { xfer_create(false); });
+  auto* xl = xfer->add_subcommand("list", "transfers from or to this node, newest first");
+  xl->fallthrough();
+  xl->add_option("--status", xfer_status, "requested, in_transit, received, ...");
+  xl->add_option("--sku", xfer_sku);
+  xl->callback([&] { ctl.Call("GET", "/v1/transfers" + xfer_query()); });
+  auto* xs = xfer->add_subcommand("show", "one transfer");
+  xs->fallthrough();
+  xs->add_option("id", xfer_id)->required();
+  xs->callback([&] { ctl.Call("GET", "/v1/transfers/" + Encode(xfer_id)); });
+  auto* xsh = xfer->add_subcommand("ship", "transfer-out: the goods leave (all lines without --line)");
+  xsh->fallthrough();
+  xsh->add_option("id", xfer_id)->required();
+  xsh->add_option("--line", xfer_lines, "SKU:QTY[@BIN] (repeat)");
+  xsh->callback([&] {
+    std::vector<std::tuple<std::string, int64_t, std::string>> lines;
+    if (!xfer_parse(&lines)) return;
+    depot::v1::ShipTransferRequest r;
+    for (const auto& [sku, q, bin] : lines) {
+      auto* l = r.add_lines();
+      l->set_sku(sku);
+      l->set_quantity(q);
+      l->set_bin(bin);
+    }
+    ctl.Post("/v1/transfers/" + Encode(xfer_id) + "/ship", r);
+  });
+  auto* xca = xfer->add_subcommand("cancel", "cancel a transfer before it ships");
+  xca->fallthrough();
+  xca->add_option("id", xfer_id)->required();
+  xca->add_option("--reason", xfer_note);
+  xca->callback([&] {
+    depot::v1::ShipTransferRequest r;
+    r.set_reason(xfer_note);
+    ctl.Post("/v1/transfers/" + Encode(xfer_id) + "/cancel", r);
+  });
+  auto* xr = xfer->add_subcommand("receive", "transfer-in: count the goods into a bin");
+  xr->fallthrough();
+  xr->add_option("id", xfer_id)->required();
+  xr->add_option("--bin", xfer_bin, "bin for every line without @BIN");
+  xr->add_option("--line", xfer_lines, "SKU:QTY[@BIN] counted (repeat; default: as shipped)");
+  xr->callback([&] {
+    std::vector<std::tuple<std::string, int64_t, std::string>> lines;
+    if (!xfer_parse(&lines)) return;
+    depot::v1::ReceiveTransferRequest r;
+    r.set_bin(xfer_bin);
+    for (const auto& [sku, q, bin] : lines) {
+      auto* l = r.add_lines();
+      l->set_sku(sku);
+      l->set_quantity(q);
+      l->set_bin(bin);
+    }
+    ctl.Post("/v1/transfers/" + Encode(xfer_id) + "/receive", r);
+  });
+  auto* cx = central->add_subcommand("transfer", "transfers between sites at central");
+  cx->require_subcommand(1);
+  cx->fallthrough();
+  auto* cxc = cx->add_subcommand("create", "order a transfer (uses central's selling rights)");
+  cxc->fallthrough();
+  cxc->add_option("--from", xfer_from, "source site")->required();
+  cxc->add_option("--to", xfer_to, "destination site")->required();
+  cxc->add_option("--line", xfer_lines, "SKU:QTY (repeat)")->required();
+  cxc->add_option("--note", xfer_note);
+  cxc->callback([&] { xfer_create(true); });
+  auto* cxl = cx->add_subcommand("list", "transfers, newest first");
+  cxl->fallthrough();
+  cxl->add_option("--status", xfer_status, "requested, in_transit, received, ...");
+  cxl->add_option("--site", xfer_site, "source or destination");
+  cxl->add_option("--sku", xfer_sku);
+  cxl->callback([&] { ctl.CallCentral("GET", "/v1/transfers" + xfer_query()); });
+  auto* cxs = cx->add_subcommand("show", "one transfer");
+  cxs->fallthrough();
+  cxs->add_option("id", xfer_id)->required();
+  cxs->callback([&] { ctl.CallCentral("GET", "/v1/transfers/" + Encode(xfer_id)); });
+  auto* cxt = cx->add_subcommand("in-transit", "units in transit per SKU and destination");
+  cxt->fallthrough();
+  cxt->add_option("--sku", xfer_sku);
+  cxt->add_option("--site", xfer_site, "destination");
+  cxt->callback([&] {
+    ctl.CallCentral("GET", "/v1/in-transit?sku=" + Encode(xfer_sku) + "&site=" + Encode(xfer_site));
+  });
 
   app.add_subcommand("verify", "recompute balances from the movements and compare")
       ->callback([&] {

@@ -467,6 +467,7 @@ absl::Status CreateWave(LedgerTx& tx, const v1::CreateWaveRequest& req, v1::Wave
     }
   }
   wave->set_wave_id(wave_id);
+  const std::string today = tx.Today();
   std::vector<v1::PickTask> tasks;
   for (const auto& id : ids) {
     auto up = tx.stmts().Get("UPDATE fulfilments SET wave_id = ? WHERE fulfilment_id = ?");
@@ -480,14 +481,16 @@ absl::Status CreateWave(LedgerTx& tx, const v1::CreateWaveRequest& req, v1::Wave
     for (const auto& l : r.f.lines()) {
       int64_t open = Open(l);
       if (open <= 0) continue;
-      // First expiry first out, then bin walk order; never the staging bin.
+      // First expiry first out, then bin walk order; never the staging bin nor an expired lot.
       auto q = tx.stmts().Get(
           "SELECT b.bin, b.lot, b.on_hand, COALESCE(lt.expiry, ''), COALESCE(n.walk_order, 0) "
           "FROM balances b LEFT JOIN lots lt ON lt.sku = b.sku AND lt.lot = b.lot "
           "LEFT JOIN bins n ON n.code = b.bin "
           "WHERE b.sku = ? AND b.on_hand > 0 AND b.bin <> 'STAGING' "
+          "AND (lt.expiry IS NULL OR lt.expiry = '' OR lt.expiry >= ?) "
           "ORDER BY COALESCE(NULLIF(lt.expiry, ''), '9999-99-99'), n.walk_order, b.bin, b.lot");
       q->bind(1, l.sku());
+      q->bind(2, today);
       while (open > 0 && q->executeStep()) {
         std::string bin = q->getColumn(0).getString(), lot = q->getColumn(1).getString();
         int64_t& taken = promised[{l.sku(), bin, lot}];

@@ -51,9 +51,18 @@ class LedgerTx {
   // code path: validation, balances, reservations, serials, movements and their outbox events.
   // Its rows join the current operation (one op_seq, the outer request_id).
   virtual absl::Status Stock(const v1::Operation& op) = 0;
+  // The same with `reason` on every row it writes that has none (a consume has no reason of
+  // its own: transfers mark theirs "transfer_out", node/transfers.h).
+  virtual absl::Status StockWithReason(const v1::Operation& op, const std::string& reason) {
+    (void)reason;
+    return Stock(op);
+  }
   // Appends a payload event (body set, e.g. fulfilment) to the outbox.
   virtual void Emit(v1::Event event) = 0;
   virtual uint64_t Now() = 0;  // hybrid logical clock
+  // The node's UTC date (YYYY-MM-DD) from the ledger's clock: lots with an expiry before it are
+  // expired (common/stock_rules.h LotExpired) and never allocated to picks.
+  virtual std::string Today() = 0;
   virtual absl::StatusOr<v1::Sku> Sku(const std::string& code) = 0;
   virtual absl::StatusOr<v1::Atp> Atp(const std::string& sku) = 0;
   // The write connection and its statement cache, for the fulfilment tables.

@@ -8,10 +8,15 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "common/gs1.h"
 #include "common/http_json.h"
 #include "common/json.h"
 #include "common/order_state.h"
 #include "common/request_context.h"
+#include "node/counts.h"
+#include "node/receiving_http.h"
+#include "node/returns_http.h"
+#include "node/transfers_http.h"
 
 namespace depot::node {
 namespace {
@@ -53,6 +58,46 @@ absl::StatusOr<v1::FulfilmentStatus> ParseFulfilmentStatus(std::string_view text
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown fulfilment status '", std::string(text),
       "' (accepted, picking, picked, packed, shipped, delivered, cancelled)"));
+}
+
+// GET /v1/scan?code=...: the parsed barcode (common/gs1.h) as JSON, with the SKUs whose GTIN
+// matches. Bad codes are 400 INVALID_ARGUMENT naming what is wrong; nothing is changed either way.
+http::Response ScanResponse(const Ledger& ledger, const std::optional<std::string>& code) {
+  if (!code || code->empty()) {
+    return http::ErrorResponse(
+        absl::InvalidArgumentError("code is required: /v1/scan?code=<URL-encoded scan>"));
+  }
+  auto scan = gs1::ParseScan(*code);
+  if (!scan.ok()) return http::ErrorResponse(scan.status());
+  const std::string& key = !scan->gtin.empty() ? scan->gtin : scan->content_gtin;
+  std::vector<std::string> skus;
+  if (!key.empty()) {
+    auto found = ledger.SkuCodesByGtin(gs1::GtinForms(key));
+    if (!found.ok()) return http::ErrorResponse(found.status());
+    skus = std::move(*found);
+  }
+  auto str = [](std::string_view name, std::string_view v) {
+    return absl::StrCat("\"", std::string(name), "\":\"", http::JsonEscape(v), "\"");
+  };
+  std::string out = absl::StrCat(
+      "{", str("kind", gs1::KindName(scan->kind)), ",", str("symbology", scan->symbology), ",",
+      str("format", scan->format), ",", str("gtin", scan->gtin), ",",
+      str("content_gtin", scan->content_gtin), ",", str("sscc", scan->sscc), ",",
+      str("lot", scan->lot), ",", str("serial", scan->serial), ",", str("expiry", scan->expiry));
+  if (scan->count) absl::StrAppend(&out, ",\"count\":", *scan->count);
+  absl::StrAppend(&out, ",", str("text", scan->text), ",\"elements\":[");
+  for (size_t i = 0; i < scan->elements.size(); ++i) {
+    absl::StrAppend(&out, i ? "," : "", "{", str("ai", scan->elements[i].ai), ",",
+                    str("value", scan->elements[i].value), "}");
+  }
+  absl::StrAppend(&out, "],", str("sku", skus.empty() ? "" : skus.front()), ",\"skus\":[");
+  for (size_t i = 0; i < skus.size(); ++i) {
+    absl::StrAppend(&out, i ? "," : "", "\"", http::JsonEscape(skus[i]), "\"");
+  }
+  absl::StrAppend(&out, "]}");
+  http::Response r;
+  r.body = std::move(out);
+  return r;
 }
 
 }  // namespace
@@ -152,6 +197,10 @@ class NodeHttpApi::Impl {
       respond(JsonOk(out));
     });
   }
+
+  // Cycle counts (node/counts.h): /v1/counts[/generate|/kpi|/{id}[/start|/submit|/approve|
+  // /reject]]. Counters get the blind view; ?view=supervisor (and approve/reject) the full one.
+  void Counts(const Request& req, Responder respond);
 
   v1::SyncState Sync() const {
     v1::SyncState out;
@@ -298,6 +347,15 @@ void NodeHttpApi::Impl::Handle(Request&& req, Responder respond) {
              [](v1::Operation* o, v1::HandOutRequest&& x) { *o->mutable_hand_out() = std::move(x); },
              &FulfilmentOf);
        }},
+      // Lots with expiry: write off expired stock (answers the OperationResult: the
+      // adjustments and the counts in .expired).
+      {"/v1/lots/expire",
+       [](Impl* i, const Request& q, Responder r) {
+         i->Write<v1::ExpireLotsRequest>(q, std::move(r),
+                                         [](v1::Operation* o, v1::ExpireLotsRequest&& x) {
+                                           *o->mutable_expire_lots() = std::move(x);
+                                         });
+       }},
   };
   for (const auto& w : kWrites) {
     if (p == w.path) {
@@ -307,6 +365,10 @@ void NodeHttpApi::Impl::Handle(Request&& req, Responder respond) {
     }
   }
 
+  if (p == "/v1/counts" || p.starts_with("/v1/counts/")) return Counts(req, std::move(respond));
+  if (HandleReceivingHttp(ledger_, committer_, client_, registry_, req, respond)) return;
+  if (HandleTransfersHttp(ledger_, committer_, client_, registry_, req, respond)) return;
+  if (HandleReturnsHttp(ledger_, committer_, client_, registry_, req, respond)) return;
   if (p == "/v1/reservations") {
     respond = Measured(p, std::move(respond));
     if (m == "POST") {
@@ -402,6 +464,28 @@ void NodeHttpApi::Impl::Handle(Request&& req, Responder respond) {
     }
     return respond(JsonOk(out));
   }
+  if (p.starts_with("/v1/lots/")) {  // GET /v1/lots/{sku}/{lot}: a lot and its history
+    respond = Measured("/v1/lots/{sku}/{lot}", std::move(respond));
+    if (!route(p, {"GET"})) return not_allowed(respond);
+    const std::string_view rest = std::string_view(p).substr(9);
+    const size_t slash = rest.find('/');
+    if (slash == std::string_view::npos || slash == 0 || slash + 1 == rest.size() ||
+        rest.find('/', slash + 1) != std::string_view::npos) {
+      return respond(http::ErrorResponse(
+          absl::NotFoundError(absl::StrCat("no such resource: ", p, " (/v1/lots/{sku}/{lot})"))));
+    }
+    auto after = QueryUint(req, "after_seq", 0);
+    auto limit = QueryUint(req, "limit", 100);
+    if (!after.ok()) return respond(http::ErrorResponse(after.status()));
+    if (!limit.ok()) return respond(http::ErrorResponse(limit.status()));
+    if (*limit < 1 || *limit > 1000) {
+      return respond(http::ErrorResponse(absl::InvalidArgumentError("limit must be 1..1000")));
+    }
+    return Reply(ledger_->GetLot(http::PercentDecode(rest.substr(0, slash)),
+                                 http::PercentDecode(rest.substr(slash + 1)), *after,
+                                 static_cast<uint32_t>(*limit)),
+                 respond);
+  }
   if (p == "/v1/movements") {
     respond = Measured(p, std::move(respond));
     if (!route(p, {"GET"})) return not_allowed(respond);
@@ -461,6 +545,11 @@ void NodeHttpApi::Impl::Handle(Request&& req, Responder respond) {
     });
     return;
   }
+  if (p == "/v1/scan") {
+    respond = Measured(p, std::move(respond));
+    if (!route(p, {"GET"})) return not_allowed(respond);
+    return respond(ScanResponse(*ledger_, req.Query("code")));
+  }
   if (p == "/v1/sync") {
     respond = Measured(p, std::move(respond));
     if (!route(p, {"GET"})) return not_allowed(respond);
@@ -482,6 +571,144 @@ void NodeHttpApi::Impl::Handle(Request&& req, Responder respond) {
     return respond(JsonOk(s));
   }
   respond(http::ErrorResponse(404, "NOT_FOUND", absl::StrCat("no route for ", m, " ", p)));
+}
+
+void NodeHttpApi::Impl::Counts(const Request& req, Responder respond) {
+  const std::string& m = req.method;
+  const std::string& p = req.path;
+  const std::string view = req.Query("view").value_or("");
+  if (view != "" && view != "counter" && view != "supervisor") {
+    return respond(http::ErrorResponse(
+        absl::InvalidArgumentError("view must be counter (the default) or supervisor")));
+  }
+  const bool supervisor = view == "supervisor";
+  auto not_allowed = [&](Responder& r) {
+    r(http::ErrorResponse(405, "METHOD_NOT_ALLOWED", absl::StrCat(m, " is not allowed on ", p)));
+  };
+  auto blind = [](v1::CountTask t, bool full) {
+    if (!full) counts::Blind(&t);
+    return t;
+  };
+  // A count write: body into Msg (count_id from the path), through the group committer.
+  auto write = [&]<typename Msg>(Msg msg, void (*set)(v1::Operation*, Msg&&), bool full) {
+    auto ctx = ContextFromOperatorHeader(req.Header(kOperatorHeader), req.remote);
+    if (!ctx.ok()) return respond(http::ErrorResponse(ctx.status()));
+    v1::Operation op;
+    set(&op, std::move(msg));
+    committer_->Submit(std::move(*ctx), std::move(op),
+                       [client = client_, full, blind,
+                        respond = std::move(respond)](absl::StatusOr<v1::OperationResult> r) {
+                         if (!r.ok()) return respond(http::ErrorResponse(r.status()));
+                         if (client != nullptr && !r->replayed()) client->Notify();
+                         const int code = r->replayed() ? 200 : 201;
+                         if (r->has_count_generation()) {
+                           v1::GenerateCountsResult g = r->count_generation();
+                           for (auto& t : *g.mutable_counts()) t = blind(std::move(t), full);
+                           return respond(JsonOk(g, code));
+                         }
+                         respond(JsonOk(blind(r->count(), full), code));
+                       });
+  };
+  auto parse = [&]<typename Msg>(Msg* msg) -> bool {
+    if (auto s = JsonToMessage(req.body, msg); !s.ok()) {
+      respond(http::ErrorResponse(s));
+      return false;
+    }
+    return true;
+  };
+
+  if (p == "/v1/counts") {
+    respond = Measured(p, std::move(respond));
+    if (m == "POST") {
+      v1::CreateCountRequest msg;
+      if (!parse(&msg)) return;
+      return write(std::move(msg), +[](v1::Operation* o, v1::CreateCountRequest&& x) {
+        *o->mutable_count_create() = std::move(x);
+      }, supervisor);
+    }
+    if (m != "GET") return not_allowed(respond);
+    v1::CountStatus status = v1::COUNT_STATUS_UNSPECIFIED;
+    if (auto t = req.Query("status"); t && !t->empty()) {
+      std::string upper;
+      for (char c : *t) upper.push_back(static_cast<char>(std::toupper(c)));
+      if ((!v1::CountStatus_Parse(upper, &status) &&
+           !v1::CountStatus_Parse("COUNT_" + upper, &status)) ||
+          status == v1::COUNT_STATUS_UNSPECIFIED) {
+        return respond(http::ErrorResponse(absl::InvalidArgumentError(
+            absl::StrCat("unknown count status '", *t, "' (open, pending_approval, done)"))));
+      }
+    }
+    auto limit = QueryUint(req, "limit", 100);
+    if (!limit.ok()) return respond(http::ErrorResponse(limit.status()));
+    if (*limit < 1 || *limit > 10000) {
+      return respond(http::ErrorResponse(absl::InvalidArgumentError("limit must be 1..10000")));
+    }
+    auto list = ledger_->ListCounts(status, static_cast<uint32_t>(*limit));
+    if (!list.ok()) return respond(http::ErrorResponse(list.status()));
+    for (auto& t : *list->mutable_counts()) t = blind(std::move(t), supervisor);
+    return respond(JsonOk(*list));
+  }
+  if (p == "/v1/counts/generate") {
+    respond = Measured(p, std::move(respond));
+    if (m != "POST") return not_allowed(respond);
+    v1::GenerateCountsRequest msg;
+    if (!parse(&msg)) return;
+    return write(std::move(msg), +[](v1::Operation* o, v1::GenerateCountsRequest&& x) {
+      *o->mutable_count_generate() = std::move(x);
+    }, supervisor);
+  }
+  if (p == "/v1/counts/kpi") {
+    respond = Measured(p, std::move(respond));
+    if (m != "GET") return not_allowed(respond);
+    auto days = QueryUint(req, "days", 0);
+    if (!days.ok()) return respond(http::ErrorResponse(days.status()));
+    if (*days > 3650) {
+      return respond(http::ErrorResponse(absl::InvalidArgumentError("days must be 0..3650")));
+    }
+    return Reply(ledger_->CountKpi(static_cast<uint32_t>(*days)), respond);
+  }
+  // /v1/counts/{id}[/action]
+  std::vector<std::string> parts = absl::StrSplit(p.substr(11), '/');
+  const std::string id = http::PercentDecode(parts[0]);
+  const std::string action = parts.size() > 1 ? parts[1] : "";
+  if (id.empty() || parts.size() > 2) {
+    return respond(http::ErrorResponse(404, "NOT_FOUND", absl::StrCat("no route for ", m, " ", p)));
+  }
+  if (action.empty()) {
+    respond = Measured("/v1/counts/{id}", std::move(respond));
+    if (m != "GET") return not_allowed(respond);
+    auto t = ledger_->GetCount(id);
+    if (!t.ok()) return respond(http::ErrorResponse(t.status()));
+    return respond(JsonOk(blind(std::move(*t), supervisor)));
+  }
+  if (action != "start" && action != "submit" && action != "approve" && action != "reject") {
+    return respond(http::ErrorResponse(404, "NOT_FOUND", absl::StrCat("no route for ", m, " ", p)));
+  }
+  respond = Measured(absl::StrCat("/v1/counts/{id}/", action), std::move(respond));
+  if (m != "POST") return not_allowed(respond);
+  if (action == "start") {
+    v1::StartCountRequest msg;
+    if (!req.body.empty() && !parse(&msg)) return;
+    msg.set_count_id(id);
+    return write(std::move(msg), +[](v1::Operation* o, v1::StartCountRequest&& x) {
+      *o->mutable_count_start() = std::move(x);
+    }, supervisor);
+  }
+  if (action == "submit") {
+    v1::SubmitCountRequest msg;
+    if (!parse(&msg)) return;
+    msg.set_count_id(id);
+    return write(std::move(msg), +[](v1::Operation* o, v1::SubmitCountRequest&& x) {
+      *o->mutable_count_submit() = std::move(x);
+    }, supervisor);
+  }
+  v1::ReviewCountRequest msg;
+  if (!req.body.empty() && !parse(&msg)) return;
+  msg.set_count_id(id);
+  msg.set_approve(action == "approve");
+  return write(std::move(msg), +[](v1::Operation* o, v1::ReviewCountRequest&& x) {
+    *o->mutable_count_review() = std::move(x);
+  }, /*full=*/true);
 }
 
 NodeHttpApi::NodeHttpApi(Ledger* ledger, GroupCommitter* committer, metrics::Registry* registry,

@@ -21,9 +21,13 @@
 #include "common/ids.h"
 #include "common/sqlite_db.h"
 #include "common/stock_rules.h"
+#include "node/counts.h"
 #include "node/fulfilment.h"
+#include "node/receiving.h"
+#include "node/returns.h"
 #include "node/rights_book.h"
 #include "node/stmt_cache.h"
+#include "node/transfers.h"
 #include "spdlog/spdlog.h"
 
 namespace depot::node {
@@ -86,6 +90,10 @@ ALTER TABLE requests ADD COLUMN result BLOB;
 CREATE INDEX skus_by_gtin ON skus(gtin);
 )sql"},
     {4, RightsBook::kSchema},
+    {5, counts::kSchema},
+    {6, receiving::kSchema},
+    {7, transfers::kSchema},
+    {8, returns::kSchema},
 };
 
 struct ReadConn {
@@ -237,6 +245,13 @@ class Ledger::Impl {
   absl::Status BuildReceipt(const v1::Sku& sku, const v1::ReceiptRequest& r, v1::Movement* m);
   absl::Status BuildConsume(const v1::Sku& sku, const v1::ConsumeRequest& r,
                             std::vector<v1::Movement>* rows);
+  // Lots with expiry: the node's UTC date from the ledger's clock; FailedPrecondition when an
+  // outgoing draw names a lot that expired before it.
+  std::string Today() const { return UtcDate(options_.clock->NowMicros()); }
+  absl::Status CheckNotExpired(const v1::Sku& sku, const std::string& lot);
+  // ExpireLotsRequest: writes off every expired balance outside the staging bin.
+  absl::Status ExpireLots(const RequestContext& ctx, const std::string& request_id,
+                          v1::OperationResult* result);
 
   std::unique_ptr<SQLite::Database> wdb_;
   std::unique_ptr<StmtCache> w_;
@@ -244,6 +259,7 @@ class Ledger::Impl {
   std::unordered_map<std::string, v1::Sku> sku_cache_;
   std::unordered_set<std::string> bin_cache_;
   RightsBook rights_;  // selling rights (node/rights_book.h), write side only
+  std::string stock_reason_;  // TxHandle::StockWithReason: reason for rows that have none
   // Local stock operations' effect on the selling rights (top-level API calls only: the
   // fulfilment module reports its own).
   absl::Status LocalRights(TxHandle& tx, const v1::Operation& op, const v1::OperationResult& r,
@@ -330,6 +346,9 @@ absl::Status Ledger::Impl::Init() {
       hlc_.Observe(last.getColumn(1).getInt64());
     }
     hlc_.Observe(fulfilment::LastHlc(*w_));  // fulfilment events carry no movement
+    hlc_.Observe(transfers::LastHlc(*w_));   // nor does a transfer ordered or received
+    hlc_.Observe(counts::LastHlc(*w_));      // nor do count results
+    hlc_.Observe(returns::LastHlc(*w_));     // nor do return changes
     uint64_t max_outbox = wdb_->execAndGet("SELECT COALESCE(MAX(seq), 0) FROM outbox").getInt64();
     outbox_seq_ = std::max<uint64_t>(max_outbox, outbox_acked_);
   } catch (const std::exception& e) {
@@ -475,6 +494,21 @@ absl::StatusOr<std::string> Ledger::Impl::ResolveLot(const v1::Sku& sku, const s
   ins->bind(3, expiry);
   ins->exec();
   return expiry;
+}
+
+absl::Status Ledger::Impl::CheckNotExpired(const v1::Sku& sku, const std::string& lot) {
+  if (lot.empty()) return absl::OkStatus();
+  auto q = w_->Get("SELECT expiry FROM lots WHERE sku = ? AND lot = ?");
+  q->bind(1, sku.code());
+  q->bind(2, lot);
+  if (!q->executeStep()) return absl::OkStatus();  // unknown: the caller's ResolveLot says so
+  const std::string expiry = q->getColumn(0).getString();
+  q->reset();
+  if (LotExpired(expiry, Today())) {
+    return absl::FailedPreconditionError(
+        StrCat("lot '", lot, "' of SKU '", sku.code(), "' expired on ", expiry));
+  }
+  return absl::OkStatus();
 }
 
 // Appends one movement row and applies its effects, refusing negative balances, over-release
@@ -638,6 +672,10 @@ absl::Status Ledger::Impl::BuildReceipt(const v1::Sku& sku, const v1::ReceiptReq
   if (auto s = CheckSerials(sku, r.quantity(), r.serials()); !s.ok()) return s;
   auto expiry = ResolveLot(sku, r.lot(), r.expiry(), /*may_create=*/true);
   if (!expiry.ok()) return expiry.status();
+  if (const std::string today = Today(); LotExpired(*expiry, today)) {
+    return absl::FailedPreconditionError(
+        StrCat("lot '", r.lot(), "' expired on ", *expiry, " (today is ", today, ")"));
+  }
   m->set_type(v1::RECEIPT);
   m->set_bin(r.bin());
   m->set_lot(r.lot());
@@ -654,7 +692,9 @@ absl::Status Ledger::Impl::BuildReceipt(const v1::Sku& sku, const v1::ReceiptReq
 // (picked goods of orders) is never drawn from.
 namespace {
 // Balances a consume may draw from: first expiry first out, then bin walk order. Picked goods
-// wait in the staging bin for their order: drawn only when the bin is named.
+// wait in the staging bin for their order: drawn only when the bin is named. Lots that expired
+// before today (the last parameter) are skipped, except in the staging bin: goods picked before
+// their lot expired still ship.
 std::string ConsumeSql(bool bin_named, bool lot_named) {
   return StrCat(
       "SELECT b.bin, b.lot, b.on_hand FROM balances b "
@@ -662,6 +702,7 @@ std::string ConsumeSql(bool bin_named, bool lot_named) {
       "LEFT JOIN bins n ON n.code = b.bin "
       "WHERE b.sku = ? AND b.on_hand > 0",
       bin_named ? " AND b.bin = ?" : " AND b.bin <> 'STAGING'", lot_named ? " AND b.lot = ?" : "",
+      " AND (b.bin = 'STAGING' OR l.expiry IS NULL OR l.expiry = '' OR l.expiry >= ?)",
       " ORDER BY COALESCE(NULLIF(l.expiry, ''), '9999-99-99'), n.walk_order, b.bin, b.lot");
 }
 }  // namespace
@@ -682,6 +723,9 @@ absl::Status Ledger::Impl::BuildConsume(const v1::Sku& sku, const v1::ConsumeReq
   }
   if (!r.lot().empty()) {
     if (auto s = CheckLot(sku, r.lot()); !s.ok()) return s;
+    if (r.bin() != kStagingBin) {
+      if (auto s = CheckNotExpired(sku, r.lot()); !s.ok()) return s;
+    }
   }
   if (auto s = CheckSerials(sku, r.quantity(), r.serials()); !s.ok()) return s;
   if (sku.tracking() == v1::TRACKING_SERIAL) {
@@ -704,6 +748,9 @@ absl::Status Ledger::Impl::BuildConsume(const v1::Sku& sku, const v1::ConsumeReq
         return absl::FailedPreconditionError(
             StrCat("serial '", serial, "' is in the staging bin, picked for an order"));
       }
+      if (place.first != kStagingBin && !place.second.empty()) {
+        if (auto s = CheckNotExpired(sku, place.second); !s.ok()) return s;
+      }
       auto [it, fresh] = by_place.try_emplace(place, base(place.first, place.second, 0));
       it->second.set_quantity(it->second.quantity() + 1);
       it->second.add_serials(serial);
@@ -723,6 +770,7 @@ absl::Status Ledger::Impl::BuildConsume(const v1::Sku& sku, const v1::ConsumeReq
     q->bind(i++, sku.code());
     if (!r.bin().empty()) q->bind(i++, r.bin());
     if (!r.lot().empty()) q->bind(i++, r.lot());
+    q->bind(i++, Today());
     while (left > 0 && q->executeStep()) {
       int64_t take = std::min<int64_t>(left, q->getColumn(2).getInt64());
       rows->push_back(base(q->getColumn(0).getString(), q->getColumn(1).getString(), take));
@@ -753,6 +801,12 @@ class TxHandle final : public LedgerTx {
   absl::Status Stock(const v1::Operation& op) override {
     return impl_->ApplyStock(ctx_, op, request_id_, result_);
   }
+  absl::Status StockWithReason(const v1::Operation& op, const std::string& reason) override {
+    impl_->stock_reason_ = reason;
+    absl::Status s = impl_->ApplyStock(ctx_, op, request_id_, result_);
+    impl_->stock_reason_.clear();
+    return s;
+  }
   void Emit(v1::Event event) override {
     if (event.hlc() == 0) event.set_hlc(impl_->hlc_.Now());
     const std::string bytes = DeterministicBytes(event);
@@ -764,6 +818,7 @@ class TxHandle final : public LedgerTx {
     impl_->outbox_seq_ = event_seq;
   }
   uint64_t Now() override { return impl_->hlc_.Now(); }
+  std::string Today() override { return impl_->Today(); }
   absl::StatusOr<v1::Sku> Sku(const std::string& code) override {
     auto sku = impl_->WSku(code);
     if (!sku.ok()) return sku.status();
@@ -844,12 +899,24 @@ absl::StatusOr<v1::OperationResult> Ledger::Impl::ApplyOne(const RequestContext&
     }
   }
 
-  if (fulfilment::IsFulfilmentOp(op) || op.op_case() == v1::Operation::kRightsRequest) {
+  if (fulfilment::IsFulfilmentOp(op) || transfers::IsTransferOp(op) || counts::IsCountOp(op) || receiving::IsReceivingOp(op) ||
+      returns::IsReturnOp(op) || op.op_case() == v1::Operation::kRightsRequest ||
+      op.op_case() == v1::Operation::kExpireLots) {
     TxHandle tx(this, ctx, request_id, &result);
-    if (op.op_case() == v1::Operation::kRightsRequest) {
+    if (op.op_case() == v1::Operation::kExpireLots) {
+      if (auto s = ExpireLots(ctx, request_id, &result); !s.ok()) return s;
+    } else if (op.op_case() == v1::Operation::kRightsRequest) {
       auto book = rights_.Request(tx, op.rights_request());
       if (!book.ok()) return book.status();
       *result.mutable_rights() = std::move(*book);
+    } else if (transfers::IsTransferOp(op)) {
+      if (auto s = transfers::Apply(tx, op, &result); !s.ok()) return s;
+    } else if (counts::IsCountOp(op)) {
+      if (auto s = counts::Apply(tx, options_.count_tolerance, op, &result); !s.ok()) return s;
+    } else if (receiving::IsReceivingOp(op)) {
+      if (auto s = receiving::Apply(tx, op, &result); !s.ok()) return s;
+    } else if (returns::IsReturnOp(op)) {
+      if (auto s = returns::Apply(tx, op, &result); !s.ok()) return s;
     } else if (auto s = fulfilment::Apply(tx, op, &result); !s.ok()) {
       return s;
     }
@@ -872,6 +939,7 @@ absl::StatusOr<v1::OperationResult> Ledger::Impl::ApplyOne(const RequestContext&
   }
 
   if (auto s = CheckNotOrderOwned(op); !s.ok()) return s;
+  if (auto s = receiving::CheckPlainOperation(op); !s.ok()) return s;
   TxHandle tx(this, ctx, request_id, &result);
   if (auto s = LocalRights(tx, op, result, /*before=*/true); !s.ok()) return s;
   if (auto s = ApplyStock(ctx, op, request_id, &result); !s.ok()) return s;
@@ -916,6 +984,60 @@ absl::Status Ledger::Impl::LocalRights(TxHandle& tx, const v1::Operation& op,
     default:
       return absl::OkStatus();
   }
+}
+
+// Every balance of an expired lot outside the staging bin leaves stock as an ADJUSTMENT of
+// -on_hand with reason "expired", through ApplyStock like any adjustment (also when the units are
+// reserved: the goods are physically unsellable; the rights book's Settle shorts what can no
+// longer be filled). Nothing is left to write off the second time.
+absl::Status Ledger::Impl::ExpireLots(const RequestContext& ctx, const std::string& request_id,
+                                      v1::OperationResult* result) {
+  const std::string today = Today();
+  struct Place {
+    std::string sku, bin, lot;
+    int64_t on_hand;
+  };
+  std::vector<Place> places;
+  {
+    auto q = w_->Get(
+        "SELECT b.sku, b.bin, b.lot, b.on_hand FROM balances b "
+        "JOIN lots l ON l.sku = b.sku AND l.lot = b.lot "
+        "WHERE b.on_hand > 0 AND b.bin <> 'STAGING' AND l.expiry <> '' AND l.expiry < ? "
+        "ORDER BY b.sku, b.lot, b.bin");
+    q->bind(1, today);
+    while (q->executeStep()) {
+      places.push_back({q->getColumn(0).getString(), q->getColumn(1).getString(),
+                        q->getColumn(2).getString(), q->getColumn(3).getInt64()});
+    }
+    q->reset();
+  }
+  v1::ExpireLotsResult* out = result->mutable_expired();
+  out->set_today(today);
+  for (const auto& p : places) {
+    v1::Operation op;
+    auto* a = op.mutable_adjust();
+    a->set_sku(p.sku);
+    a->set_bin(p.bin);
+    a->set_lot(p.lot);
+    a->set_quantity(-p.on_hand);
+    a->set_reason("expired");
+    auto sku = WSku(p.sku);
+    if (!sku.ok()) return sku.status();
+    if ((*sku)->tracking() == v1::TRACKING_SERIAL) {
+      auto q = w_->Get("SELECT serial FROM serials WHERE sku = ? AND bin = ? AND lot = ? "
+                       "ORDER BY serial");
+      q->bind(1, p.sku);
+      q->bind(2, p.bin);
+      q->bind(3, p.lot);
+      while (q->executeStep()) a->add_serials(q->getColumn(0).getString());
+      q->reset();
+    }
+    if (auto s = ApplyStock(ctx, op, request_id, result); !s.ok()) return s;
+    rights_.Touch(p.sku, p.on_hand);
+    out->set_balances(out->balances() + 1);
+    out->set_units(out->units() + p.on_hand);
+  }
+  return absl::OkStatus();
 }
 
 void Ledger::Impl::FlushWantedRights() {
@@ -968,6 +1090,10 @@ absl::Status Ledger::Impl::CheckNotOrderOwned(const v1::Operation& op) {
       break;
     default: return absl::OkStatus();
   }
+  if (transfers::IsTransferReference(*w_, reference)) {
+    return absl::FailedPreconditionError(
+        StrCat("reference '", reference, "' is a transfer: use its ship or cancel"));
+  }
   auto q = w_->Get("SELECT 1 FROM fulfilments WHERE fulfilment_id = ?");
   q->bind(1, reference);
   if (q->executeStep()) {
@@ -1016,6 +1142,9 @@ absl::Status Ledger::Impl::ApplyStock(const RequestContext& ctx, const v1::Opera
       if (auto s = CheckSerials(sku, r.quantity(), r.serials()); !s.ok()) return s;
       auto expiry = ResolveLot(sku, r.lot(), "", /*may_create=*/false);
       if (!expiry.ok()) return expiry.status();
+      if (r.to_bin() == kStagingBin && r.from_bin() != kStagingBin) {  // a pick
+        if (auto s = CheckNotExpired(sku, r.lot()); !s.ok()) return s;
+      }
       m.set_type(v1::MOVE);
       m.set_bin(r.from_bin());
       m.set_to_bin(r.to_bin());
@@ -1128,6 +1257,7 @@ absl::Status Ledger::Impl::ApplyStock(const RequestContext& ctx, const v1::Opera
       row.set_expiry(*expiry);
     }
     row.set_sku(sku.code());
+    if (row.reason().empty() && !stock_reason_.empty()) row.set_reason(stock_reason_);
     row.set_operator_id(ctx.operator_id);
     row.set_request_id(request_id);
     row.set_op_seq(op_seq);
@@ -1524,6 +1654,18 @@ absl::StatusOr<uint64_t> Ledger::Impl::ApplyFeed(const std::vector<v1::FeedEntry
           sku_cache_.erase(k.code());  // a release later in this batch sees the new row
           break;
         }
+        case v1::FeedEntry::kReturnAuthorisation:  // node/returns.h: an RMA, kept once
+          returns::ApplyAuthorisation(*w_, node_id_, e.return_authorisation());
+          break;
+        case v1::FeedEntry::kPurchaseOrder:  // node/receiving.h: newer version wins
+          receiving::ApplyFeed(*w_, e.purchase_order());
+          break;
+        case v1::FeedEntry::kTransfer: {  // node/transfers.h: newer version wins
+          v1::OperationResult rows;
+          TxHandle handle(this, kCentral, kNoRequest, &rows);
+          if (auto s = transfers::ApplyFeed(handle, e.transfer()); !s.ok()) return fail(s);
+          break;
+        }
         case v1::FeedEntry::kBin: {
           const v1::Bin& b = e.bin();
           auto up = w_->Get(
@@ -1622,6 +1764,20 @@ absl::StatusOr<v1::SkusResponse> Ledger::ListSkus(const std::string& after,
     v1::SkusResponse out;
     while (q->executeStep()) ReadSku(*q, out.add_skus());
     return out;
+  });
+}
+
+absl::StatusOr<std::vector<std::string>> Ledger::SkuCodesByGtin(
+    const std::vector<std::string>& gtins) const {
+  return impl_->Read([&](ReadConn& c) -> absl::StatusOr<std::vector<std::string>> {
+    std::set<std::string> codes;
+    auto q = c.stmts->Get("SELECT code FROM skus WHERE gtin = ?");
+    for (const auto& g : gtins) {
+      q->reset();
+      q->bind(1, g);
+      while (q->executeStep()) codes.insert(q->getColumn(0).getString());
+    }
+    return std::vector<std::string>(codes.begin(), codes.end());
   });
 }
 
@@ -1738,6 +1894,53 @@ absl::StatusOr<v1::MovementsResponse> Ledger::ListMovements(const MovementFilter
   });
 }
 
+absl::StatusOr<v1::LotResponse> Ledger::GetLot(const std::string& sku, const std::string& lot,
+                                               uint64_t after_seq, uint32_t limit) const {
+  if (sku.empty() || lot.empty()) return absl::InvalidArgumentError("name a sku and a lot");
+  auto out = impl_->Read([&](ReadConn& c) -> absl::StatusOr<v1::LotResponse> {
+    SQLite::Transaction snapshot(*c.db);
+    auto q = c.stmts->Get("SELECT expiry FROM lots WHERE sku = ? AND lot = ?");
+    q->bind(1, sku);
+    q->bind(2, lot);
+    if (!q->executeStep()) {
+      return absl::NotFoundError(StrCat("unknown lot '", lot, "' of SKU '", sku, "'"));
+    }
+    v1::LotResponse r;
+    r.set_sku(sku);
+    r.set_lot(lot);
+    r.set_expiry(q->getColumn(0).getString());
+    q->reset();
+    r.set_expired(LotExpired(r.expiry(), impl_->Today()));
+    auto b = c.stmts->Get(
+        "SELECT b.bin, b.on_hand FROM balances b LEFT JOIN bins n ON n.code = b.bin "
+        "WHERE b.sku = ? AND b.lot = ? AND b.on_hand <> 0 ORDER BY n.walk_order, b.bin");
+    b->bind(1, sku);
+    b->bind(2, lot);
+    while (b->executeStep()) {
+      auto* bal = r.add_balances();
+      bal->set_sku(sku);
+      bal->set_bin(b->getColumn(0).getString());
+      bal->set_lot(lot);
+      bal->set_expiry(r.expiry());
+      bal->set_on_hand(b->getColumn(1).getInt64());
+      r.set_on_hand(r.on_hand() + bal->on_hand());
+    }
+    b->reset();
+    return r;
+  });
+  if (!out.ok()) return out.status();
+  MovementFilter f;
+  f.sku = sku;
+  f.lot = lot;
+  f.after_seq = after_seq;
+  f.limit = limit;
+  auto moves = ListMovements(f);
+  if (!moves.ok()) return moves.status();
+  *out->mutable_movements() = std::move(*moves->mutable_movements());
+  out->set_next_after_seq(moves->next_after_seq());
+  return out;
+}
+
 absl::StatusOr<v1::ReservationsResponse> Ledger::ListReservations(const std::string& sku) const {
   return impl_->Read([&](ReadConn& c) -> absl::StatusOr<v1::ReservationsResponse> {
     SQLite::Statement q(*c.db, sku.empty()
@@ -1779,6 +1982,59 @@ absl::StatusOr<v1::Wave> Ledger::GetWave(const std::string& id) const {
 
 absl::StatusOr<std::map<int, int64_t>> Ledger::FulfilmentCounts() const {
   return impl_->Read([&](ReadConn& c) { return fulfilment::CountByStatus(*c.stmts); });
+}
+
+absl::StatusOr<v1::ListTransfersResponse> Ledger::ListTransfers(
+    const v1::ListTransfersRequest& request) const {
+  return impl_->Read([&](ReadConn& c) { return transfers::List(*c.stmts, request); });
+}
+
+absl::StatusOr<v1::Transfer> Ledger::GetTransfer(const std::string& transfer_id) const {
+  return impl_->Read([&](ReadConn& c) { return transfers::Get(*c.stmts, transfer_id); });
+}
+
+absl::StatusOr<v1::CountsResponse> Ledger::ListCounts(v1::CountStatus status,
+                                                      uint32_t limit) const {
+  return impl_->Read([&](ReadConn& c) { return counts::List(*c.stmts, status, limit); });
+}
+
+absl::StatusOr<v1::ListPurchaseOrdersResponse> Ledger::ListPurchaseOrders(
+    v1::PurchaseOrderStatus status, uint32_t limit) const {
+  return impl_->Read([&](ReadConn& c) { return receiving::List(*c.stmts, status, limit); });
+}
+
+absl::StatusOr<v1::PurchaseOrder> Ledger::GetPurchaseOrder(const std::string& po_id) const {
+  return impl_->Read([&](ReadConn& c) { return receiving::Get(*c.stmts, po_id); });
+}
+
+absl::StatusOr<v1::PutawaySuggestion> Ledger::SuggestPutaway(const std::string& sku,
+                                                             const std::string& lot) const {
+  return impl_->Read([&](ReadConn& c) { return receiving::SuggestPutaway(*c.stmts, sku, lot); });
+}
+
+absl::StatusOr<v1::CountTask> Ledger::GetCount(const std::string& count_id) const {
+  return impl_->Read([&](ReadConn& c) { return counts::Get(*c.stmts, count_id); });
+}
+
+absl::StatusOr<v1::CountKpi> Ledger::CountKpi(uint32_t days) const {
+  uint64_t since = 0;
+  if (days > 0) {
+    const int64_t now_ms = impl_->options_.clock->NowMicros() / 1000;
+    const int64_t since_ms = std::max<int64_t>(0, now_ms - int64_t{days} * 86400000);
+    since = static_cast<uint64_t>(since_ms) << 16;
+  }
+  auto k = impl_->Read([&](ReadConn& c) { return counts::Kpi(*c.stmts, since); });
+  if (k.ok()) k->set_site(impl_->node_id_);
+  return k;
+}
+
+absl::StatusOr<v1::ReturnsResponse> Ledger::ListReturns(v1::ReturnStatus status,
+                                                       uint32_t limit) const {
+  return impl_->Read([&](ReadConn& c) { return returns::List(*c.stmts, status, limit); });
+}
+
+absl::StatusOr<v1::Return> Ledger::GetReturn(const std::string& return_id) const {
+  return impl_->Read([&](ReadConn& c) { return returns::Get(*c.stmts, return_id); });
 }
 
 absl::StatusOr<v1::VerifyResponse> Ledger::Verify() const {
@@ -1957,6 +2213,19 @@ std::string RequestIdOf(const v1::Operation& op) {
     case v1::Operation::kShip: return op.ship().request_id();
     case v1::Operation::kLocalOrder: return op.local_order().request_id();
     case v1::Operation::kHandOut: return op.hand_out().request_id();
+    case v1::Operation::kTransferCreate: return op.transfer_create().request_id();
+    case v1::Operation::kTransferShip: return op.transfer_ship().request_id();
+    case v1::Operation::kTransferReceive: return op.transfer_receive().request_id();
+    case v1::Operation::kCountCreate: return op.count_create().request_id();
+    case v1::Operation::kCountStart: return op.count_start().request_id();
+    case v1::Operation::kCountSubmit: return op.count_submit().request_id();
+    case v1::Operation::kCountReview: return op.count_review().request_id();
+    case v1::Operation::kCountGenerate: return op.count_generate().request_id();
+    case v1::Operation::kPoReceive: return op.po_receive().request_id();
+    case v1::Operation::kReturnReceive: return op.return_receive().request_id();
+    case v1::Operation::kReturnDispose: return op.return_dispose().request_id();
+    case v1::Operation::kReturnRefund: return op.return_refund().request_id();
+    case v1::Operation::kExpireLots: return op.expire_lots().request_id();
     default: return "";
   }
 }

@@ -26,10 +26,20 @@
 #include "common/clock.h"
 #include "common/request_context.h"
 #include "depot/v1/node_api.pb.h"
+#include "depot/v1/purchasing.pb.h"
 #include "depot/v1/rights.pb.h"
 #include "depot/v1/sync.pb.h"
+#include "depot/v1/transfers.pb.h"
 
 namespace depot::node {
+
+// Cycle counts (node/counts.h): a count variance is within tolerance when |variance| <= units or
+// |variance| * 100 <= percent * expected; outside it, the line waits for a supervisor's approval.
+// The node's default; a count task may override both.
+struct CountTolerance {
+  int64_t units = 2;
+  int64_t percent = 5;
+};
 
 struct LedgerOptions {
   std::string path;                       // SQLite file (created when missing)
@@ -41,6 +51,7 @@ struct LedgerOptions {
   // Selling rights (node/rights_book.h). false is the naive baseline the benchmarks and the
   // simulation compare against: local sales check ATP only, no book, no rights events.
   bool selling_rights = true;
+  CountTolerance count_tolerance;         // cycle counts' default tolerance
 };
 
 struct MovementFilter {
@@ -83,11 +94,23 @@ class Ledger {
   absl::StatusOr<v1::Sku> GetSku(const std::string& code) const;
   absl::StatusOr<v1::SkusResponse> ListSkus(const std::string& after, uint32_t limit) const;
   absl::StatusOr<v1::BinsResponse> ListBins() const;
+  // Codes of the SKUs whose master-data GTIN equals one of gtins (exact text), sorted, no
+  // duplicates; empty when none. For scanning: pass gs1::GtinForms of the scanned GTIN.
+  absl::StatusOr<std::vector<std::string>> SkuCodesByGtin(
+      const std::vector<std::string>& gtins) const;
 
   absl::StatusOr<v1::Atp> GetAtp(const std::string& sku) const;
   // Balances of one SKU by bin and lot (or, with sku empty, of one bin), plus the SKU's ATP.
   absl::StatusOr<v1::StockResponse> GetStock(const std::string& sku, const std::string& bin) const;
   absl::StatusOr<v1::MovementsResponse> ListMovements(const MovementFilter& filter) const;
+  // Lots with expiry: one lot of one SKU, whether it has expired (its expiry is before the UTC
+  // date of LedgerOptions.clock), its non-zero balances now and its movements with seq >
+  // after_seq (limit as MovementFilter; the movements page is read after the balances, so a
+  // write in between may show in one and not the other). NotFound for an unknown SKU or lot.
+  // Expired lots are skipped by FEFO draws and wave allocation, refused when named by a consume
+  // or a pick and refused on receipt; the Operation member expire_lots writes them off.
+  absl::StatusOr<v1::LotResponse> GetLot(const std::string& sku, const std::string& lot,
+                                         uint64_t after_seq = 0, uint32_t limit = 100) const;
   absl::StatusOr<v1::ReservationsResponse> ListReservations(const std::string& sku) const;
 
   // Order fulfilment at this node (node/fulfilment.h). Writes are the fulfilment members of
@@ -108,6 +131,37 @@ class Ledger {
   absl::StatusOr<v1::NodeRightsResponse> ListRights(const std::string& sku) const;
   absl::StatusOr<v1::RightsHistoryResponse> RightsHistory(const std::string& sku,
                                                           uint32_t limit) const;
+
+  // Cycle counts (node/counts.h). Writes are the count members of v1::Operation; these are
+  // reads in the full (supervisor) view: the HTTP adapter blinds them for counters. Lists are
+  // newest first (limit 1..10000). The KPI covers lines posted in the last `days` (0 = all).
+  absl::StatusOr<v1::CountsResponse> ListCounts(v1::CountStatus status, uint32_t limit) const;
+
+  // Transfers between sites (node/transfers.h) from or to this site, newest first (filters and
+  // limit as ListTransfersRequest says). Writes are the transfer members of v1::Operation and
+  // FeedEntry.transfer (ApplyFeed).
+  absl::StatusOr<v1::ListTransfersResponse> ListTransfers(
+      const v1::ListTransfersRequest& request) const;
+  absl::StatusOr<v1::Transfer> GetTransfer(const std::string& transfer_id) const;
+  absl::StatusOr<v1::CountTask> GetCount(const std::string& count_id) const;
+  absl::StatusOr<v1::CountKpi> CountKpi(uint32_t days) const;
+
+  // Purchase orders of this site as central fed them, with this node's received quantities
+  // (node/receiving.h): by po_id, status unspecified = all, limit 1..10000; NotFound for an
+  // unknown id. Receiving is the Operation member po_receive. SuggestPutaway: a bin that holds
+  // the SKU (same lot when given; most on hand, then walk order), else an empty bin by walk
+  // order; reason "none" and no bin when neither exists; NotFound for an unknown SKU.
+  absl::StatusOr<v1::ListPurchaseOrdersResponse> ListPurchaseOrders(
+      v1::PurchaseOrderStatus status, uint32_t limit) const;
+  absl::StatusOr<v1::PurchaseOrder> GetPurchaseOrder(const std::string& po_id) const;
+  absl::StatusOr<v1::PutawaySuggestion> SuggestPutaway(const std::string& sku,
+                                                       const std::string& lot) const;
+
+  // Returns (node/returns.h). Writes are the return members of v1::Operation and
+  // FeedEntry.return_authorisation; these are reads. List: newest first, status unspecified =
+  // all, limit 1..10000.
+  absl::StatusOr<v1::ReturnsResponse> ListReturns(v1::ReturnStatus status, uint32_t limit) const;
+  absl::StatusOr<v1::Return> GetReturn(const std::string& return_id) const;
 
   // Recomputes balances, totals, reservations and serials from the movements (in one read
   // snapshot) and reports every difference from the stored ones, and checks that every

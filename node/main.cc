@@ -1,7 +1,11 @@
 // depot-node: parses flags and wires the ledger, the group committer, the HTTP API and (with
 // --central) the sync engine and its gRPC transport.
 #include <CLI/CLI.hpp>
+#include <chrono>
+#include <condition_variable>
 #include <iostream>
+#include <mutex>
+#include <thread>
 
 #include "common/http_server.h"
 #include "common/logging.h"
@@ -20,6 +24,7 @@ int main(int argc, char** argv) {
               sync = "full", log_level = "info", central, restore_from;
   int port = 7070, threads = 2;
   size_t max_body = 1 << 20;
+  depot::node::CountTolerance count_tolerance;
   app.set_config("--config", "", "read options from a TOML/INI file");
   app.allow_config_extras(false);  // a misspelt option in the file is an error
   app.add_option("--db", db_path, "SQLite database file")->capture_default_str();
@@ -42,6 +47,14 @@ int main(int argc, char** argv) {
   app.add_option("--restore-from", restore_from,
                  "replace --db with this backup copy (starting a new epoch), then run")
       ->check(CLI::ExistingFile);
+  app.add_option("--count-tolerance-units", count_tolerance.units,
+                 "cycle counts: variances up to this many units post without approval")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--count-tolerance-percent", count_tolerance.percent,
+                 "cycle counts: ... or up to this percentage of the expected quantity")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
 
   depot::InitLogging(log_level, "depot-node");
@@ -59,7 +72,8 @@ int main(int argc, char** argv) {
   auto ledger = depot::node::Ledger::Open({.path = db_path,
                                            .node_id = node_id,
                                            .durable = sync == "full",
-                                           .central_managed = !central.empty()});
+                                           .central_managed = !central.empty(),
+                                           .count_tolerance = count_tolerance});
   if (!ledger.ok()) {
     std::cerr << "depot-node: " << ledger.status().message() << "\n";
     return 1;
@@ -102,8 +116,38 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // Lots with expiry: write off expired stock at start and then every 10 minutes
+  // (Operation.expire_lots; idempotent, so a run with nothing expired writes nothing).
+  std::mutex expiry_mu;
+  std::condition_variable expiry_cv;
+  bool expiry_stop = false;
+  std::thread expiry([&] {
+    const depot::RequestContext ctx{"expiry", "node"};
+    std::unique_lock lock(expiry_mu);
+    do {
+      lock.unlock();
+      depot::v1::Operation op;
+      op.mutable_expire_lots();
+      auto r = (*ledger)->Apply(ctx, op);
+      if (!r.ok()) {
+        spdlog::warn("expiring lots failed: {}", std::string(r.status().message()));
+      } else if (r->expired().balances() > 0) {
+        spdlog::info("expired lots: {} units in {} balances written off",
+                     r->expired().units(), r->expired().balances());
+        if (sync_client) sync_client->Notify();
+      }
+      lock.lock();
+    } while (!expiry_cv.wait_for(lock, std::chrono::minutes(10), [&] { return expiry_stop; }));
+  });
+
   const int sig = depot::WaitForTermination();
   spdlog::info("signal {}: shutting down", sig);
+  {
+    std::lock_guard lock(expiry_mu);
+    expiry_stop = true;
+  }
+  expiry_cv.notify_all();
+  expiry.join();
   (*server)->Stop();
   committer.Stop();
   // Events not yet acknowledged stay in the outbox and leave after the next start.

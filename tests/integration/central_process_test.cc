@@ -71,7 +71,7 @@ TEST_CASE("central feeds master data to two nodes and mirrors their stock",
   {
     v1::ReceiptRequest milk = Receipt(sample::kLot, sample::kBinA1, 8);
     milk.set_lot("L1");
-    milk.set_expiry("2030-01-31");
+    milk.set_expiry("2090-01-31");
     h2.WriteOk("/v1/receipts", milk);
   }
   RequireConverged(c, h1, "S1");

@@ -420,14 +420,14 @@ TEST_CASE("happy path over HTTP and depotctl", "[integration]") {
   // FEFO: the earliest expiry is drawn first, regardless of bin walk order.
   {
     CtlOk(*node, {"receive", "--sku", kLot, "--bin", kBinA1, "--qty", "10", "--lot", "L-LATE",
-                  "--expiry", "2031-06-30", "--reference", "PO-MILK"});
+                  "--expiry", "2091-06-30", "--reference", "PO-MILK"});
     v1::ReceiptRequest early = Receipt(kLot, kBinB1, 4);
     early.set_lot("L-EARLY");
-    early.set_expiry("2030-01-31");
+    early.set_expiry("2090-01-31");
     api.Write("/v1/receipts", early);
     v1::ReceiptRequest mid = Receipt(kLot, kBinA2, 3);
     mid.set_lot("L-MID");
-    mid.set_expiry("2030-06-15");
+    mid.set_expiry("2090-06-15");
     api.Write("/v1/receipts", mid);
 
     api.Write("/v1/reservations", Reserve(kLot, "SO-3", 6));
@@ -440,8 +440,8 @@ TEST_CASE("happy path over HTTP and depotctl", "[integration]") {
     CHECK(first.lot() == "L-EARLY");
     CHECK(first.bin() == kBinB1);
     // Like RECEIPT, MOVE, ADJUSTMENT and SCRAP rows, CONSUME rows carry their lot's expiry.
-    CHECK(first.expiry() == "2030-01-31");
-    CHECK(second.expiry() == "2030-06-15");
+    CHECK(first.expiry() == "2090-01-31");
+    CHECK(second.expiry() == "2090-06-15");
     CHECK(first.quantity() == 4);
     CHECK(second.lot() == "L-MID");
     CHECK(second.bin() == kBinA2);
@@ -454,7 +454,7 @@ TEST_CASE("happy path over HTTP and depotctl", "[integration]") {
     auto st = api.Stock(kLot);
     CHECK(OnHand(st) == std::map<std::string, int64_t>{{"A-01/L-LATE", 10}, {"A-02/L-MID", 1}});
     for (const auto& b : st.balances()) {
-      if (b.lot() == "L-LATE") CHECK(b.expiry() == "2031-06-30");
+      if (b.lot() == "L-LATE") CHECK(b.expiry() == "2091-06-30");
     }
   }
 
@@ -775,7 +775,7 @@ TEST_CASE("bad input is refused with a JSON error and changes nothing", "[integr
   api.Write("/v1/receipts", Receipt(kPlain, kBinA1, 10));
   v1::ReceiptRequest lot = Receipt(kLot, kBinA1, 5);
   lot.set_lot("L-1");
-  lot.set_expiry("2030-01-01");
+  lot.set_expiry("2090-01-01");
   api.Write("/v1/receipts", lot);
   v1::ReceiptRequest serial = Receipt(kSerial, kBinA1, 1);
   serial.add_serials("SN-1");
@@ -1252,6 +1252,118 @@ TEST_CASE("depot-node reads its options from a config file", "[integration]") {
   CHECK(bad.exit_code != 0);
   CHECK(bad.exit_code != 124);  // refused at once, not killed by the timeout
   CHECK(bad.err.find("colour") != std::string::npos);
+}
+
+TEST_CASE("scan: GS1 and EAN barcodes over HTTP and depotctl", "[integration]") {
+  const std::string dir = TestDir("depot-scan-");
+  auto node = StartNode(dir, "scan-node");
+  ImportSample(*node, dir);
+  Api api(*node);
+  auto enc = [](std::string_view s) {
+    static const char* kHex = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : s) {
+      if ((c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')) {
+        out.push_back(static_cast<char>(c));
+      } else {
+        out += {'%', kHex[c >> 4], kHex[c & 15]};
+      }
+    }
+    return out;
+  };
+  auto has = [](const std::string& body, const std::string& part) {
+    INFO(body << " should contain " << part);
+    CHECK(body.find(part) != std::string::npos);
+  };
+  // GS1-128 scan data: GTIN of WIDGET-1 (EAN-13 4006381333931 as GTIN-14), expiry, lot.
+  auto r = api.Get("/v1/scan?code=" + enc("]C1010400638133393117271200" "10L0T-7\x1d" "2112"));
+  REQUIRE(r.status == 200);
+  has(r.body, R"("kind":"gs1")");
+  has(r.body, R"("gtin":"04006381333931")");
+  has(r.body, R"("lot":"L0T-7")");
+  has(r.body, R"("serial":"12")");
+  has(r.body, R"("expiry":"2027-12-31")");
+  has(r.body, R"("sku":"WIDGET-1","skus":["WIDGET-1"])");
+  has(r.body, R"({"ai":"17","value":"271200"})");
+  // A bare EAN-8 finds the SKU stored with its 8 digits.
+  auto e8 = api.Get("/v1/scan?code=96385074");
+  REQUIRE(e8.status == 200);
+  has(e8.body, R"("format":"EAN-8")");
+  has(e8.body, R"("sku":"MILK-1L")");
+  // A valid GTIN no SKU has: parsed, no SKU.
+  auto none = api.Get("/v1/scan?code=" + enc("(01)09506000134352"));
+  REQUIRE(none.status == 200);
+  has(none.body, R"("sku":"","skus":[])");
+  // Malformed barcodes: 400 INVALID_ARGUMENT naming the fault, nothing changed.
+  ExpectRejected(api, "GET", "/v1/scan?code=" + enc("(01)09506000134355"), "", 400,
+                 "INVALID_ARGUMENT");
+  ExpectRejected(api, "GET", "/v1/scan?code=" + enc("]C110A\x1d\x1d" "21B"), "", 400,
+                 "INVALID_ARGUMENT");
+  ExpectRejected(api, "GET", "/v1/scan", "", 400, "INVALID_ARGUMENT");
+  auto bad = api.Get("/v1/scan?code=" + enc("(17)261332"));
+  CHECK(bad.status == 400);
+  has(bad.body, "AI 17 at character 1: month 13 is not 01-12");
+  CHECK(api.Send("POST", "/v1/scan?code=96385074", "", kDefaultOperator).status == 405);
+
+  // depotctl scan: the same answer; bad input exits 1 with the message.
+  has(CtlOk(*node, {"scan", "(01)04006381333931(10)ABC"}), R"("sku":"WIDGET-1")");
+  ProcessResult ctl_bad = Ctl(*node, {"scan", "4006381333932"});
+  CHECK(ctl_bad.exit_code == 1);
+  has(ctl_bad.err, "EAN-13 4006381333932: check digit should be 1, got 2");
+  CHECK(ctl_bad.out.empty());
+}
+
+TEST_CASE("lots: history, expiry write-off and refused expired receipts over HTTP",
+          "[integration][lots]") {
+  const std::string dir = TestDir("depot-lots-");
+  auto node = StartNode(dir, "lots-node");
+  ImportSample(*node, dir);
+  Api api(*node);
+  // The node judges expiry by its own (real) clock: a lot that expired in 2000 is refused.
+  auto old = Receipt(kLot, kBinA1, 2);
+  old.set_lot("OLD-1");
+  old.set_expiry("2000-01-01");
+  const uint64_t seq0 = api.LastSeq();
+  ExpectRejected(api, "POST", "/v1/receipts", Json(old), 409, "FAILED_PRECONDITION");
+  CHECK(api.LastSeq() == seq0);
+  CHECK(api.Get(absl::StrCat("/v1/lots/", kLot, "/OLD-1")).status == 404);
+
+  auto good = Receipt(kLot, kBinA1, 4);
+  good.set_lot("GOOD-1");
+  good.set_expiry("2099-12-31");
+  api.Write("/v1/receipts", good);
+  auto lot = api.GetOk<v1::LotResponse>(absl::StrCat("/v1/lots/", kLot, "/GOOD-1"));
+  CHECK(lot.expiry() == "2099-12-31");
+  CHECK_FALSE(lot.expired());
+  CHECK(lot.on_hand() == 4);
+  REQUIRE(lot.balances_size() == 1);
+  CHECK(lot.balances(0).bin() == kBinA1);
+  REQUIRE(lot.movements_size() == 1);
+  CHECK(lot.movements(0).type() == v1::RECEIPT);
+
+  // Nothing expired: the write-off answers 201 with nothing written.
+  const uint64_t seq1 = api.LastSeq();
+  auto r = api.Post("/v1/lots/expire", "{}");
+  INFO(r.body);
+  REQUIRE(r.status == 201);
+  auto result = Parse<v1::OperationResult>(r.body);
+  CHECK(result.movements_size() == 0);
+  CHECK(result.expired().units() == 0);
+  CHECK(api.LastSeq() == seq1);
+  CHECK(api.Get("/v1/lots/expire").status == 405);
+
+  ExpectRejected(api, "GET", absl::StrCat("/v1/lots/", kLot, "/NO-SUCH-LOT"), "", 404,
+                 "NOT_FOUND");
+  ExpectRejected(api, "GET", "/v1/lots/NO-SUCH-SKU/GOOD-1", "", 404, "NOT_FOUND");
+  ExpectRejected(api, "GET", absl::StrCat("/v1/lots/", kLot), "", 404, "NOT_FOUND");
+  ExpectRejected(api, "GET", absl::StrCat("/v1/lots/", kLot, "/GOOD-1?limit=0"), "", 400,
+                 "INVALID_ARGUMENT");
+
+  // depotctl: the same answers.
+  std::string out = CtlOk(*node, {"lot", kLot, "GOOD-1"});
+  CHECK(out.find(R"("expiry":"2099-12-31")") != std::string::npos);
+  CtlOk(*node, {"lots", "expire"});
+  CHECK(Ctl(*node, {"lot", kLot, "NO-SUCH-LOT"}).exit_code == 1);
 }
 
 }  // namespace

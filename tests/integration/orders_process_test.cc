@@ -59,8 +59,8 @@ TEST_CASE("an order is captured, routed, picked, packed and shipped, and central
   Http c(cl.central->url()), h1(cl.s1->url()), h2(cl.s2->url());
   h1.WriteOk("/v1/receipts", Receipt(sample::kPlain, sample::kBinA2, 10));
   h1.WriteOk("/v1/receipts", Receipt(sample::kPlain, sample::kBinA1, 5));
-  h1.WriteOk("/v1/receipts", LotReceipt(sample::kLot, sample::kBinA1, 4, "L2", "2031-01-01"));
-  h1.WriteOk("/v1/receipts", LotReceipt(sample::kLot, sample::kBinB1, 3, "L1", "2030-01-01"));
+  h1.WriteOk("/v1/receipts", LotReceipt(sample::kLot, sample::kBinA1, 4, "L2", "2091-01-01"));
+  h1.WriteOk("/v1/receipts", LotReceipt(sample::kLot, sample::kBinB1, 3, "L1", "2090-01-01"));
   h2.WriteOk("/v1/receipts", Receipt(sample::kPlain, sample::kBinA1, 20));
   RequireConverged(c, h1, "S1");
   RequireConverged(c, h2, "S2");
@@ -419,6 +419,8 @@ TEST_CASE("bad orders and out-of-order actions are refused and change nothing",
   // At the node: ship, pack or pick out of order, unknown fulfilment, more than ordered.
   const std::string fid = o.fulfilments(0).fulfilment_id();
   WaitFulfilment(h1, fid, v1::FULFILMENT_ACCEPTED);
+  // The approved order's release reserves stock at S1 too: wait for it before taking the mark.
+  WaitFulfilment(h1, approved.fulfilments(0).fulfilment_id(), v1::FULFILMENT_ACCEPTED);
   const uint64_t last_seq = h1.GetOk<v1::NodeStatus>("/v1/status").last_seq();
   v1::ShipRequest ship;
   ship.set_fulfilment_id(fid);

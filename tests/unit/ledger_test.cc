@@ -195,11 +195,11 @@ TEST_CASE_METHOD(Fixture, "reservations: ATP = on hand - reserved - safety stock
 }
 
 TEST_CASE_METHOD(Fixture, "consume draws first-expiry-first-out across lots and bins", "[ledger]") {
-  REQUIRE(Receive("LOT", "A1", 5, "LATE", "2031-01-01").ok());
-  REQUIRE(Receive("LOT", "B1", 3, "EARLY", "2030-01-01").ok());
-  REQUIRE(Receive("LOT", "A2", 2, "MID", "2030-06-01").ok());
+  REQUIRE(Receive("LOT", "A1", 5, "LATE", "2091-01-01").ok());
+  REQUIRE(Receive("LOT", "B1", 3, "EARLY", "2090-01-01").ok());
+  REQUIRE(Receive("LOT", "A2", 2, "MID", "2090-06-01").ok());
   // A lot keeps one expiry.
-  CHECK(Receive("LOT", "A1", 1, "EARLY", "2032-01-01").status().code() ==
+  CHECK(Receive("LOT", "A1", 1, "EARLY", "2092-01-01").status().code() ==
         absl::StatusCode::kFailedPrecondition);
   REQUIRE(Receive("LOT", "A1", 1, "EARLY").ok());  // expiry known from the lot
   REQUIRE(Reserve("LOT", "o1", 6).ok());
@@ -212,7 +212,7 @@ TEST_CASE_METHOD(Fixture, "consume draws first-expiry-first-out across lots and 
   REQUIRE(c->movements_size() == 3);
   // EARLY in A1 (walk 1) and B1 (walk 3), then MID.
   CHECK(c->movements(0).lot() == "EARLY");
-  CHECK(c->movements(0).expiry() == "2030-01-01");  // every row carries its lot's expiry
+  CHECK(c->movements(0).expiry() == "2090-01-01");  // every row carries its lot's expiry
   CHECK(c->movements(0).bin() == "A1");
   CHECK(c->movements(0).quantity() == 1);
   CHECK(c->movements(1).lot() == "EARLY");
