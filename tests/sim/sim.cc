@@ -206,6 +206,7 @@ struct NodeSim {
   node::NodeSyncOptions sync_options;
 
   bool restored = false;     // restored from a backup at least once (rights checks exempt)
+  std::vector<std::string> counts;  // cycle counts created here and not done (invariant 6)
   bool link_up = true;       // network not partitioned
   bool stream_open = false;  // a transport stream exists (Hello accepted by central)
   uint64_t generation = 0;
@@ -287,6 +288,8 @@ class Sim {
   void LocalOp(NodeSim& n);
   v1::Operation RandomOperation(NodeSim& n);
   void ApplyOps(NodeSim& n, const std::vector<v1::Operation>& ops, const std::string& what);
+  void CountStep(NodeSim& n);
+  void CheckCountLine(NodeSim& n, const v1::CountLine& line);
   void ReplayRequest(NodeSim& n);
   bool Deliver(NodeSim& n, bool upward, bool faults);
   void PumpNode(NodeSim& n, int64_t advance_ms);
@@ -1340,6 +1343,150 @@ void Sim::LocalOp(NodeSim& n) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Cycle counts (invariant 6: on hand after the adjustment = counted + net movements after the
+// count's start seq). A count of one SKU in one bin is created and started; later steps count
+// it (the current balance, sometimes off by a few units), and a supervisor approves or rejects
+// what is out of tolerance. Every stock operation of the schedule goes on in between.
+
+void Sim::CountStep(NodeSim& n) {
+  static const RequestContext kCounter{"counter", "sim"};
+  static const RequestContext kSupervisor{"supervisor", "sim"};
+  const int r = static_cast<int>(U(100));
+  if (r < 40 || n.counts.empty()) {
+    std::vector<std::string> skus;
+    for (const auto& [code, m] : skus_) {
+      if (!m.negative) skus.push_back(code);
+    }
+    if (skus.empty()) return;
+    const std::string sku = Pick(skus);
+    auto stock = n.ledger->GetStock(sku, "");
+    if (!stock.ok() || stock->balances().empty()) return;
+    const v1::Balance& b = stock->balances(static_cast<int>(U(stock->balances_size())));
+    if (b.bin() == node::kStagingBin) return;
+    v1::Operation op;
+    op.mutable_count_create()->set_sku(sku);
+    op.mutable_count_create()->set_bin(b.bin());
+    op.mutable_count_create()->set_start(true);
+    auto res = n.ledger->Apply(kCounter, op);
+    Trace(StrCat(n.id, " count create ", sku, "@", b.bin(), " -> ",
+                 res.ok() ? res->count().count_id() : StatusText(res.status())));
+    if (res.ok()) {
+      ++stats_.counts_created;
+      n.counts.push_back(res->count().count_id());
+    }
+    return;
+  }
+  const size_t i = U(n.counts.size());
+  const std::string id = n.counts[i];
+  auto task = n.ledger->GetCount(id);
+  if (!task.ok()) {  // a restore took it away
+    Trace(StrCat(n.id, " count ", id, ": ", StatusText(task.status())));
+    n.counts.erase(n.counts.begin() + static_cast<std::ptrdiff_t>(i));
+    return;
+  }
+  if (task->status() == v1::COUNT_DONE) {
+    n.counts.erase(n.counts.begin() + static_cast<std::ptrdiff_t>(i));
+    return;
+  }
+  std::set<uint32_t> open_before;
+  for (const auto& l : task->lines()) {
+    if (l.status() != v1::COUNT_LINE_POSTED) open_before.insert(l.line_no());
+  }
+  v1::Operation op;
+  const RequestContext* who = &kCounter;
+  std::string what;
+  if (task->status() == v1::COUNT_PENDING_APPROVAL) {
+    auto* review = op.mutable_count_review();
+    review->set_count_id(id);
+    review->set_approve(Chance(70));
+    who = &kSupervisor;
+    what = review->approve() ? "approve" : "reject";
+  } else {
+    bool needs_start = false;
+    for (const auto& l : task->lines()) needs_start |= l.status() == v1::COUNT_LINE_OPEN && !l.started();
+    if (needs_start) {
+      op.mutable_count_start()->set_count_id(id);
+      what = "start";
+    } else {
+      auto* submit = op.mutable_count_submit();
+      submit->set_count_id(id);
+      for (const auto& l : task->lines()) {
+        if (l.status() != v1::COUNT_LINE_OPEN) continue;
+        int64_t on_hand = 0;
+        auto stock = n.ledger->GetStock(l.sku(), l.bin());
+        if (stock.ok()) {
+          for (const auto& b : stock->balances()) {
+            if (b.sku() == l.sku() && b.bin() == l.bin() && b.lot() == l.lot()) on_hand = b.on_hand();
+          }
+        }
+        // The counter finds what is there, or a few units more or less (found, lost).
+        const int64_t off = Chance(50) ? 0 : Chance(70) ? Range(-2, 2) : Range(-8, 8);
+        auto* c = submit->add_lines();
+        c->set_line_no(l.line_no());
+        c->set_counted(std::max<int64_t>(0, on_hand + off));
+      }
+      what = "submit";
+    }
+  }
+  auto res = n.ledger->Apply(*who, op);
+  Trace(StrCat(n.id, " count ", what, " ", id, " -> ",
+               res.ok() ? StrCat("ok, ", v1::CountStatus_Name(res->count().status()))
+                        : StatusText(res.status())));
+  if (!res.ok()) {
+    ++stats_.count_ops_refused;
+    return;
+  }
+  for (const auto& l : res->count().lines()) {
+    if (l.status() == v1::COUNT_LINE_POSTED && open_before.count(l.line_no())) {
+      ++stats_.count_lines_posted;
+      if (l.adjustment_seq() != 0) ++stats_.count_adjustments;
+      CheckCountLine(n, l);
+    }
+  }
+}
+
+// Invariant 6 for a line that just posted (nothing else ran since): its balance now equals the
+// counted quantity plus the net effect on (sku, bin, lot) of every movement after the count's
+// start seq other than the count's own adjustment.
+void Sim::CheckCountLine(NodeSim& n, const v1::CountLine& line) {
+  int64_t net = 0;
+  node::MovementFilter f;
+  f.sku = line.sku();
+  f.after_seq = line.start_seq();
+  f.limit = 1000;
+  for (;;) {
+    auto page = n.ledger->ListMovements(f);
+    if (!page.ok()) {
+      Fail(StrCat(n.id, ": cannot list movements: ", StatusText(page.status())));
+      return;
+    }
+    for (const auto& m : page->movements()) {
+      f.after_seq = m.seq();
+      if (m.seq() == line.adjustment_seq() || m.lot() != line.lot()) continue;
+      const auto fx = EffectsOf(m);
+      for (int k = 0; k < fx.stock_count; ++k) {
+        if (fx.stock[k].bin == line.bin()) net += fx.stock[k].delta;
+      }
+    }
+    if (page->movements_size() < static_cast<int>(f.limit)) break;
+  }
+  if (net != 0) ++stats_.counts_with_moves_after_start;
+  int64_t on_hand = 0;
+  auto stock = n.ledger->GetStock(line.sku(), line.bin());
+  if (stock.ok()) {
+    for (const auto& b : stock->balances()) {
+      if (b.sku() == line.sku() && b.bin() == line.bin() && b.lot() == line.lot()) on_hand = b.on_hand();
+    }
+  }
+  if (on_hand != line.counted() + net) {
+    Fail(StrCat("invariant 6: ", n.id, " count line ", line.sku(), "@", line.bin(),
+                line.lot().empty() ? "" : StrCat(" lot ", line.lot()), ": on hand ", on_hand,
+                " after the adjustment, counted ", line.counted(), " + ", net,
+                " net after seq ", line.start_seq()));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // The schedule
 
 void Sim::RandomStep() {
@@ -1356,6 +1503,11 @@ void Sim::RandomStep() {
   // The transport reconnects on its own (with some backoff) while the link is up.
   if (n.link_up && !n.stream_open && Chance(30)) {
     Connect(n);
+    return;
+  }
+  // Cycle counts (invariant 6) run while everything else goes on.
+  if (Chance(3)) {
+    CountStep(n);
     return;
   }
   // Orders take a share of the steps; the rest keeps the stock-only schedule's proportions.
@@ -2899,6 +3051,11 @@ void SimStats::Add(const SimStats& o) {
   rights_books += o.rights_books;
   rights_granted_units += o.rights_granted_units;
   oversold_units += o.oversold_units;
+  counts_created += o.counts_created;
+  count_lines_posted += o.count_lines_posted;
+  count_adjustments += o.count_adjustments;
+  counts_with_moves_after_start += o.counts_with_moves_after_start;
+  count_ops_refused += o.count_ops_refused;
   rights_restore_exempt += o.rights_restore_exempt;
 }
 
@@ -2986,7 +3143,9 @@ std::string FormatStats(const SimStats& s) {
       s.cancel_after_ship, ", changed by a restore ", s.restore_exempt, " (disagreeing ",
       s.restore_disagree, "); rights: books compared ", s.rights_books, ", units granted ",
       s.rights_granted_units, ", oversold ", s.oversold_units, ", books exempt after a restore ",
-      s.rights_restore_exempt);
+      s.rights_restore_exempt, "; counts: created ", s.counts_created, ", lines posted ",
+      s.count_lines_posted, " (adjusted ", s.count_adjustments, ", moved after start ",
+      s.counts_with_moves_after_start, "), refused ", s.count_ops_refused);
 }
 
 }  // namespace depot::sim

@@ -69,6 +69,15 @@
 //     and after each restore) is compared but a difference is only counted (restore_disagree),
 //     b and c skip the orders it belongs to, and e accepts exceptions that name it. Everything
 //     else stays checked in runs with restores.
+//   2, 3 selling rights (after convergence): every (site, SKU) book at a node equals central's
+//     row counter by counter, both sides' identities hold, and no release found units missing
+//     without a reported loss (SimOptions::selling_rights = false runs the naive baseline and
+//     counts those oversold units instead).
+//   6 cycle counts (a few percent of the steps; checked as each count line posts): a count of
+//     one SKU in one bin is created and started, counted later (the balance then, sometimes off
+//     by a few units) while every other operation goes on, and approved or rejected by a
+//     supervisor when out of tolerance; on hand after the adjustment equals counted + the net
+//     movements of that (sku, bin, lot) after the count's start seq.
 //   7 clocks: movement HLCs strictly increase in seq order across restarts and backward clock
 //     steps.
 // plus running checks: an event's content never changes between sends, central's mark never
@@ -197,6 +206,11 @@ struct SimStats {
   // loss (oversold; must be 0), and books exempt because their node was restored from a backup.
   uint64_t rights_books = 0, rights_granted_units = 0, oversold_units = 0,
            rights_restore_exempt = 0;
+  // Cycle counts (invariant 6, checked as each line posts): tasks created, lines posted, those
+  // with an adjustment, lines whose (sku, bin, lot) moved between start and posting, and count
+  // operations refused (counting a line already posted, a bin with an open count, ...).
+  uint64_t counts_created = 0, count_lines_posted = 0, count_adjustments = 0,
+           counts_with_moves_after_start = 0, count_ops_refused = 0;
   void Add(const SimStats& o);
   uint64_t idempotent_replays() const { return replays; }
 };

@@ -120,6 +120,10 @@ TEST_CASE("1000 seeds", "[sim][slow]") {
   CHECK(total.capture_replays > 100);
   CHECK(total.order_replays > 100);
   CHECK(total.rerouted > 1000);
+  // Invariant 6 was checked on counts whose bin kept moving while they were counted.
+  CHECK(total.count_lines_posted > 1000);
+  CHECK(total.count_adjustments > 300);
+  CHECK(total.counts_with_moves_after_start > 100);
 }
 
 TEST_CASE("a seed replays step for step", "[sim]") {
