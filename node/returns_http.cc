@@ -6,6 +6,7 @@
 #include "common/json.h"
 #include "common/request_context.h"
 #include "common/returns_rules.h"
+#include "node/http_route.h"
 
 namespace depot::node {
 
@@ -14,80 +15,49 @@ bool HandleReturnsHttp(Ledger* ledger, GroupCommitter* committer, SyncClient* cl
   const std::string& m = req.method;
   const std::string& p = req.path;
   if (p != "/v1/returns" && !p.starts_with("/v1/returns/")) return false;
-  auto measured = [&](const std::string& route) {
-    respond = http::Measured(registry, route, std::move(respond));
-  };
-  auto not_allowed = [&] {
-    respond(http::ErrorResponse(405, "METHOD_NOT_ALLOWED",
-                                absl::StrCat(m, " is not allowed on ", p)));
-    return true;
-  };
-  auto bad = [&](std::string message) {
-    respond(http::ErrorResponse(absl::InvalidArgumentError(message)));
-    return true;
-  };
+  RouteHelper r(req, respond, registry);
   // A write: the body parsed into the operation member `member` returns, return_id from the path.
   auto write = [&](auto member, const std::string& id) {
-    auto ctx = ContextFromOperatorHeader(req.Header(kOperatorHeader), req.remote);
-    if (!ctx.ok()) {
-      respond(http::ErrorResponse(ctx.status()));
-      return true;
-    }
     v1::Operation op;
     auto* msg = member(&op);
-    if (auto s = JsonToMessage(req.body, msg); !s.ok()) {
-      respond(http::ErrorResponse(s));
-      return true;
-    }
+    if (!r.Parse(msg)) return true;
     if (!id.empty()) msg->set_return_id(id);
-    committer->Submit(std::move(*ctx), std::move(op),
-                      [client, respond = std::move(respond)](
-                          absl::StatusOr<v1::OperationResult> res) {
-                        if (!res.ok()) return respond(http::ErrorResponse(res.status()));
-                        if (client != nullptr && !res->replayed()) client->Notify();
-                        respond(http::JsonOk(res->ret(), res->replayed() ? 200 : 201));
-                      });
-    return true;
+    return r.Write(committer, client, std::move(op),
+                   [](const v1::OperationResult& res) -> const google::protobuf::Message& {
+                     return res.ret();
+                   });
   };
 
   if (p == "/v1/returns") {
-    measured(p);
+    r.Measure(p);
     if (m == "POST") {
       return write(+[](v1::Operation* o) { return o->mutable_return_receive(); }, "");
     }
-    if (m != "GET") return not_allowed();
+    if (m != "GET") return r.NotAllowed();
     v1::ReturnStatus status = v1::RETURN_STATUS_UNSPECIFIED;
     const std::string text = req.Query("status").value_or("");
     if (!text.empty() && !returns::ParseStatus(text, &status)) {
-      return bad(absl::StrCat("unknown return status '", text,
-                              "' (authorised, received, disposed, refunded)"));
+      return r.Bad(absl::StrCat("unknown return status '", text,
+                                "' (authorised, received, disposed, refunded)"));
     }
     uint32_t limit = 100;
-    if (auto v = req.Query("limit"); v && !v->empty() && !absl::SimpleAtoi(*v, &limit)) {
-      return bad(absl::StrCat("limit '", *v, "' is not a number"));
-    }
+    if (!r.Limit(&limit)) return true;
     http::Reply(ledger->ListReturns(status, limit), respond);
     return true;
   }
-  std::string_view rest = std::string_view(p).substr(sizeof("/v1/returns/") - 1);
-  std::string action;
-  if (const size_t slash = rest.find('/'); slash != std::string_view::npos) {
-    action = std::string(rest.substr(slash + 1));
-    rest = rest.substr(0, slash);
-  }
-  const std::string id = http::PercentDecode(rest);
+  std::string id, action;
+  r.IdAndAction("/v1/returns/", &id, &action);
   if (id.empty() || (!action.empty() && action != "disposition" && action != "refund")) {
-    respond(http::ErrorResponse(404, "NOT_FOUND", absl::StrCat("no route for ", m, " ", p)));
-    return true;
+    return r.NoRoute();
   }
   if (action.empty()) {
-    measured("/v1/returns/{id}");
-    if (m != "GET") return not_allowed();
+    r.Measure("/v1/returns/{id}");
+    if (m != "GET") return r.NotAllowed();
     http::Reply(ledger->GetReturn(id), respond);
     return true;
   }
-  measured(absl::StrCat("/v1/returns/{id}/", action));
-  if (m != "POST") return not_allowed();
+  r.Measure(absl::StrCat("/v1/returns/{id}/", action));
+  if (m != "POST") return r.NotAllowed();
   if (action == "disposition") {
     return write(+[](v1::Operation* o) { return o->mutable_return_dispose(); }, id);
   }
