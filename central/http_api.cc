@@ -136,6 +136,23 @@ void CentralHttpApi::Impl::Handle(Request&& req, Responder respond) {
       Reply(service_->GetNetworkStock(q), respond);
     });
   }
+  if (p.starts_with("/v1/serials/")) {  // the network's serial registry (central/serials.h)
+    respond = Measured("/v1/serials/{sku}/{serial}", std::move(respond));
+    if (m != "GET") return not_allowed(respond);
+    auto [sku, rest] = IdAndAction(p, "/v1/serials/");
+    if (sku.empty() || rest.empty() || rest.find('/') != std::string::npos) {
+      return respond(
+          http::ErrorResponse(404, "NOT_FOUND", absl::StrCat("no route for ", m, " ", p)));
+    }
+    OrderStore* os = service_->store()->orders();
+    if (os == nullptr) {
+      return respond(http::ErrorResponse(absl::UnimplementedError("no order store: no serials")));
+    }
+    return read_worker_.Post([os, sku = std::move(sku), serial = http::PercentDecode(rest),
+                              respond = std::move(respond)]() mutable {
+      Reply(os->GetSerial(sku, serial), respond);
+    });
+  }
   if (p == "/v1/kpi/inventory-accuracy") {  // cycle counts per site (Event.count)
     respond = Measured(p, std::move(respond));
     if (m != "GET") return not_allowed(respond);

@@ -23,6 +23,7 @@
 #include "depot/v1/central.pb.h"
 #include "depot/v1/orders.pb.h"
 #include "depot/v1/returns.pb.h"
+#include "depot/v1/serials.pb.h"
 #include "depot/v1/sync.pb.h"
 #include "depot/v1/transfers.pb.h"
 
@@ -173,6 +174,16 @@ class OrderTx {
                                                   const std::string& /*sku*/) {
     throw std::logic_error("returns are not stored by this backend");
   }
+
+  // Central's serial registry (the rules are central/serials.h). A backend without it throws.
+  virtual std::optional<v1::SerialRecord> LoadSerial(const std::string& /*sku*/,
+                                                     const std::string& /*serial*/) {
+    throw std::logic_error("serials are not stored by this backend");
+  }
+  // Inserts or replaces the (sku, serial) row.
+  virtual void SaveSerial(const v1::SerialRecord& /*record*/) {
+    throw std::logic_error("serials are not stored by this backend");
+  }
 };
 
 class OrderStore {
@@ -235,6 +246,13 @@ class OrderStore {
   // NotFound for an unknown id.
   virtual absl::StatusOr<v1::Transfer> GetTransfer(const std::string& /*transfer_id*/) {
     return absl::UnimplementedError("transfers are not stored by this backend");
+  }
+
+  // Central's serial registry (central/serials.h): NotFound for a serial it never saw.
+  // Unimplemented in backends without it.
+  virtual absl::StatusOr<v1::SerialRecord> GetSerial(const std::string& /*sku*/,
+                                                     const std::string& /*serial*/) {
+    return absl::UnimplementedError("serials are not stored by this backend");
   }
 
   // Exceptions with every filter of ListExceptionsRequest (open ones only unless

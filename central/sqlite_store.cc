@@ -18,6 +18,7 @@
 #include "central/purchase_orders.h"
 #include "central/transfers.h"
 #include "central/returns.h"
+#include "central/serials.h"
 #include "common/master_csv.h"
 #include "common/purchasing.h"
 #include "common/sqlite_db.h"
@@ -181,6 +182,15 @@ CREATE INDEX returns_by_order ON returns(order_id);
 CREATE INDEX returns_by_time ON returns(created_ms);
 CREATE TABLE shipped_serials(site TEXT NOT NULL, reference TEXT NOT NULL, sku TEXT NOT NULL,
   serial TEXT NOT NULL, PRIMARY KEY(site, reference, sku, serial)) WITHOUT ROWID;
+)sql"},
+    {8, R"sql(
+-- Serials across the network (central/serials.h): where every serial of the nodes' movements is
+-- (state in_stock / in_transit / shipped / gone, at or by site), and its last shipment no return
+-- came back from.
+CREATE TABLE serials(sku TEXT NOT NULL, serial TEXT NOT NULL, state TEXT NOT NULL,
+  site TEXT NOT NULL, reference TEXT NOT NULL, updated_hlc INTEGER NOT NULL,
+  shipped_site TEXT NOT NULL DEFAULT '', shipped_reference TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY(sku, serial)) WITHOUT ROWID;
 )sql"},
 };
 
@@ -933,6 +943,18 @@ class SqliteStore : public CentralStore, public OrderStore {
     });
   }
 
+  absl::StatusOr<v1::SerialRecord> GetSerial(const std::string& sku,
+                                             const std::string& serial) override {
+    return Read([&](Reader& r) -> absl::StatusOr<v1::SerialRecord> {
+      auto row = ReadSerial(r.Stmt(kSerialSelect), sku, serial);
+      if (!row) {
+        return absl::NotFoundError(
+            StrCat("serial '", serial, "' of SKU '", sku, "' is not known to central"));
+      }
+      return *row;
+    });
+  }
+
   absl::StatusOr<v1::Transfer> GetTransfer(const std::string& transfer_id) override {
     return Read([&](Reader& r) -> absl::StatusOr<v1::Transfer> {
       auto t = ReadTransfer(r.Stmt("SELECT body FROM transfers WHERE transfer_id = ?"),
@@ -1500,10 +1522,53 @@ class SqliteStore : public CentralStore, public OrderStore {
       q.reset();
       return out;
     }
+    std::optional<v1::SerialRecord> LoadSerial(const std::string& sku,
+                                               const std::string& serial) override {
+      return ReadSerial(s_->Stmt(kSerialSelect), sku, serial);
+    }
+    void SaveSerial(const v1::SerialRecord& r) override {
+      auto& q = s_->Stmt(
+          "INSERT OR REPLACE INTO serials(sku, serial, state, site, reference, updated_hlc, "
+          "shipped_site, shipped_reference) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+      q.bind(1, r.sku());
+      q.bind(2, r.serial());
+      q.bind(3, r.state());
+      q.bind(4, r.site());
+      q.bind(5, r.reference());
+      q.bind(6, static_cast<int64_t>(r.updated_hlc()));
+      q.bind(7, r.shipped_site());
+      q.bind(8, r.shipped_reference());
+      q.exec();
+      q.reset();
+    }
 
    private:
     SqliteStore* s_;
   };
+
+  static constexpr const char* kSerialSelect =
+      "SELECT state, site, reference, updated_hlc, shipped_site, shipped_reference FROM serials "
+      "WHERE sku = ? AND serial = ?";
+  // The (sku, serial) row kSerialSelect finds, if any; resets q.
+  static std::optional<v1::SerialRecord> ReadSerial(SQLite::Statement& q, const std::string& sku,
+                                                    const std::string& serial) {
+    q.bind(1, sku);
+    q.bind(2, serial);
+    std::optional<v1::SerialRecord> out;
+    if (q.executeStep()) {
+      v1::SerialRecord& r = out.emplace();
+      r.set_sku(sku);
+      r.set_serial(serial);
+      r.set_state(q.getColumn(0).getString());
+      r.set_site(q.getColumn(1).getString());
+      r.set_reference(q.getColumn(2).getString());
+      r.set_updated_hlc(static_cast<uint64_t>(q.getColumn(3).getInt64()));
+      r.set_shipped_site(q.getColumn(4).getString());
+      r.set_shipped_reference(q.getColumn(5).getString());
+    }
+    q.reset();
+    return out;
+  }
 
   // The transfer q (one bound parameter: key) finds, if any; resets q.
   static std::optional<v1::Transfer> ReadTransfer(SQLite::Statement& q, const std::string& key) {
@@ -1927,6 +1992,7 @@ class SqliteStore : public CentralStore, public OrderStore {
       if (e.has_movement() && e.movement().serials_size() > 0) {
         Tx tx(this);  // shipped serials, for the returns' serial check (central/returns.h)
         NoteShippedSerials(tx, node_id, e.movement());
+        ApplySerialMovement(tx, node_id, e);  // the network's serial registry (central/serials.h)
       }
       if (e.has_movement() && e.movement().reason() == purchasing::kReceiptReason) {
         PoTxImpl tx(this);  // a receipt against a purchase order (central/purchase_orders.h)
