@@ -122,5 +122,12 @@ The order workflow (docs/ORDERS.md): order $ORDER was captured at central and re
   build/node/depotctl central listings marketplace         # published quantity per SKU
   build/node/depotctl central kpis
 
+Everyday stock work (docs/OPERATIONS.md):
+  DEPOT_NODE=$WH build/node/depotctl scan ']C101040063813339311728123110L0T-7'  # GS1: GTIN, expiry, lot
+  DEPOT_NODE=$WH build/node/depotctl lot YOGHURT-500 L2611                      # a lot's history
+  DEPOT_NODE=$WH build/node/depotctl count create --sku MUG-LOGO --bin B-01-01 --start  # blind count
+  build/node/depotctl central transfer create --from wh-east --to store-soho --line MUG-LOGO:2
+  build/node/depotctl central transfer in-transit
+
 Stop it with: deploy/quickstart.sh --stop
 MSG
