@@ -297,24 +297,6 @@ int64_t TotalPicked(const Record& r) {
 
 // ---- stock operations through the ledger ---------------------------------------------------
 
-absl::Status Reserve(LedgerTx& tx, const std::string& sku, const std::string& ref, int64_t q) {
-  v1::Operation op;
-  auto* r = op.mutable_reserve();
-  r->set_sku(sku);
-  r->set_reference(ref);
-  r->set_quantity(q);
-  return tx.Stock(op);
-}
-
-absl::Status Release(LedgerTx& tx, const std::string& sku, const std::string& ref, int64_t q) {
-  v1::Operation op;
-  auto* r = op.mutable_release();
-  r->set_sku(sku);
-  r->set_reference(ref);
-  r->set_quantity(q);
-  return tx.Stock(op);
-}
-
 absl::Status Move(LedgerTx& tx, const std::string& sku, const std::string& from,
                   const std::string& to, int64_t q, const std::string& lot,
                   const std::vector<std::string>& serials, const std::string& ref,
@@ -359,7 +341,7 @@ absl::Status ReleaseRest(LedgerTx& tx, Record* r) {
   for (const auto& l : r->f.lines()) skus.insert(l.sku());
   for (const auto& sku : skus) {
     if (OpenReservation(tx, sku, r->f.fulfilment_id()) > 0) {
-      if (auto s = Release(tx, sku, r->f.fulfilment_id(), 0); !s.ok()) return s;
+      if (auto s = ReleaseStock(tx, sku, r->f.fulfilment_id(), 0); !s.ok()) return s;
     }
   }
   for (auto& l : *r->f.mutable_lines()) l.set_reserved(0);
@@ -701,7 +683,7 @@ absl::Status ShortLine(LedgerTx& tx, Record* rec, v1::FulfilmentLine* line, int6
                        const std::string& reason) {
   Record& r = *rec;
   const std::string& id = r.f.fulfilment_id();
-  if (auto s = Release(tx, line->sku(), id, q); !s.ok()) return s;
+  if (auto s = ReleaseStock(tx, line->sku(), id, q); !s.ok()) return s;
   line->set_reserved(line->reserved() - q);
   line->set_short_quantity(line->short_quantity() + q);
   line->set_short_reason(reason);
@@ -903,7 +885,7 @@ absl::StatusOr<Record> LocalOrder(LedgerTx& tx, const v1::LocalOrderRequest& req
   }
   Create(tx, r, 0);
   for (auto& l : *r.f.mutable_lines()) {
-    if (auto s = Reserve(tx, l.sku(), id, l.quantity()); !s.ok()) return s;
+    if (auto s = ReserveStock(tx, l.sku(), id, l.quantity()); !s.ok()) return s;
     l.set_reserved(l.quantity());
   }
   if (auto s = Transition(&r, NodeAction::kAccept); !s.ok()) return s;
@@ -1084,7 +1066,7 @@ absl::Status AcceptRelease(LedgerTx& tx, const v1::FulfilmentRelease& rel) {
     if (!atp.ok()) return atp.status();
     const int64_t take = std::min(l.quantity(), std::max<int64_t>(0, atp->available()));
     if (take > 0) {
-      if (auto s = Reserve(tx, l.sku(), id, take); !s.ok()) return s;
+      if (auto s = ReserveStock(tx, l.sku(), id, take); !s.ok()) return s;
     }
     l.set_reserved(take);
     reserved += take;
@@ -1332,3 +1314,27 @@ uint64_t LastHlc(StmtCache& db) {
 }
 
 }  // namespace depot::node::fulfilment
+
+namespace depot::node {
+
+absl::Status ReserveStock(LedgerTx& tx, const std::string& sku, const std::string& reference,
+                          int64_t q) {
+  v1::Operation op;
+  auto* r = op.mutable_reserve();
+  r->set_sku(sku);
+  r->set_reference(reference);
+  r->set_quantity(q);
+  return tx.Stock(op);
+}
+
+absl::Status ReleaseStock(LedgerTx& tx, const std::string& sku, const std::string& reference,
+                          int64_t q) {
+  v1::Operation op;
+  auto* r = op.mutable_release();
+  r->set_sku(sku);
+  r->set_reference(reference);
+  r->set_quantity(q);
+  return tx.Stock(op);
+}
+
+}  // namespace depot::node

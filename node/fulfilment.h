@@ -75,6 +75,13 @@ class LedgerTx {
   virtual absl::Status Savepoint(const std::function<absl::Status()>& f) = 0;
 };
 
+// Reserves (releases) q units of sku for `reference` through tx.Stock: the ledger's RESERVE and
+// RELEASE operations (a release of q = 0 releases everything still open for the reference).
+absl::Status ReserveStock(LedgerTx& tx, const std::string& sku, const std::string& reference,
+                          int64_t q);
+absl::Status ReleaseStock(LedgerTx& tx, const std::string& sku, const std::string& reference,
+                          int64_t q);
+
 namespace fulfilment {
 
 // Ledger schema migration for the fulfilment tables.

@@ -71,24 +71,6 @@ int64_t OpenReserved(LedgerTx& tx, const std::string& sku, const std::string& re
   return q->executeStep() ? q->getColumn(0).getInt64() : 0;
 }
 
-absl::Status Reserve(LedgerTx& tx, const std::string& sku, const std::string& ref, int64_t q) {
-  v1::Operation op;
-  auto* r = op.mutable_reserve();
-  r->set_sku(sku);
-  r->set_reference(ref);
-  r->set_quantity(q);
-  return tx.Stock(op);
-}
-
-absl::Status Release(LedgerTx& tx, const std::string& sku, const std::string& ref, int64_t q) {
-  v1::Operation op;
-  auto* r = op.mutable_release();
-  r->set_sku(sku);
-  r->set_reference(ref);
-  r->set_quantity(q);
-  return tx.Stock(op);
-}
-
 bool LocalOrigin(const v1::Transfer& t) { return t.origin() != "central"; }
 
 absl::Status CheckStatus(const v1::Transfer& t, v1::TransferStatus want, const char* step) {
@@ -156,7 +138,7 @@ absl::Status Create(LedgerTx& tx, const v1::CreateTransferRequest& r, v1::Operat
         !s.ok()) {
       return s;
     }
-    if (auto s = Reserve(tx, l.sku(), id, l.quantity()); !s.ok()) return s;
+    if (auto s = ReserveStock(tx, l.sku(), id, l.quantity()); !s.ok()) return s;
     auto* line = t.add_lines();
     line->set_sku(l.sku());
     line->set_quantity(l.quantity());
@@ -206,7 +188,7 @@ absl::Status Ship(LedgerTx& tx, const v1::ShipTransferRequest& r, v1::OperationR
     for (const auto& l : t.lines()) {
       const int64_t open = OpenReserved(tx, l.sku(), t.transfer_id());
       if (open > 0) {
-        if (auto s = Release(tx, l.sku(), t.transfer_id(), open); !s.ok()) return s;
+        if (auto s = ReleaseStock(tx, l.sku(), t.transfer_id(), open); !s.ok()) return s;
       }
       // A local transfer gives its rights back; central's stay with central, which drops its
       // commitment when it learns of the cancel.
@@ -265,7 +247,7 @@ absl::Status Ship(LedgerTx& tx, const v1::ShipTransferRequest& r, v1::OperationR
     for (const auto& x : ship[sku]) n += x.quantity();
     const int64_t open = OpenReserved(tx, sku, t.transfer_id());
     if (n > open) {  // central's transfer arrived when the site's ATP could not cover it all
-      if (auto s = Reserve(tx, sku, t.transfer_id(), n - open); !s.ok()) return s;
+      if (auto s = ReserveStock(tx, sku, t.transfer_id(), n - open); !s.ok()) return s;
     }
     const int from = out->movements_size();
     for (const auto& x : ship[sku]) {
@@ -284,7 +266,7 @@ absl::Status Ship(LedgerTx& tx, const v1::ShipTransferRequest& r, v1::OperationR
     line.set_shipped(n);
     const int64_t rest = OpenReserved(tx, sku, t.transfer_id());
     if (rest > 0) {
-      if (auto s = Release(tx, sku, t.transfer_id(), rest); !s.ok()) return s;
+      if (auto s = ReleaseStock(tx, sku, t.transfer_id(), rest); !s.ok()) return s;
     }
     const int64_t unshipped = line.quantity() - n;
     if (local) {
@@ -479,7 +461,7 @@ absl::Status ApplyFeed(LedgerTx& tx, const v1::Transfer& t) {
       if (!atp.ok()) return atp.status();
       const int64_t q = std::min<int64_t>(l.quantity(), std::max<int64_t>(0, atp->available()));
       if (q <= 0) return absl::OkStatus();
-      return Reserve(tx, l.sku(), t.transfer_id(), q);
+      return ReserveStock(tx, l.sku(), t.transfer_id(), q);
     });
     if (!s.ok()) {
       spdlog::warn("feed: transfer {}: cannot reserve {} of {}: {}", t.transfer_id(),
