@@ -18,21 +18,6 @@ bool IsOpen(v1::FulfilmentStatus s) {
 
 std::string Units(int64_t n) { return StrCat(n, n == 1 ? " unit" : " units"); }
 
-void History(OrderTx& tx, const RightsRow& row, uint64_t hlc, int64_t at_ms,
-             const std::string& kind, int64_t units, uint64_t seq, const std::string& reference,
-             const std::string& note) {
-  v1::RightsHistoryEntry h;
-  h.set_site(row.site);
-  h.set_sku(row.sku);
-  h.set_hlc(hlc);
-  h.set_at_ms(at_ms);
-  h.set_kind(kind);
-  h.set_units(units);
-  h.set_seq(seq);
-  h.set_reference(reference);
-  h.set_note(note);
-  tx.AddRightsHistory(h);
-}
 
 void Raise(OrderTx& tx, const std::string& kind, const std::string& node, const std::string& sku,
            const std::string& message, int64_t at_ms, const std::string& order_id = "",
@@ -89,7 +74,7 @@ void SendRelease(OrderTx& tx, RightsRow* row, int64_t units, bool write_off, boo
     }
   }
   tx.AppendFeed(row->site, std::move(e));
-  History(tx, *row, hlc, at_ms, write_off ? "write_off" : "release", units, r->seq(), reference,
+  AddHistory(tx, *row, hlc, at_ms, write_off ? "write_off" : "release", units, r->seq(), reference,
           reason);
 }
 
@@ -118,12 +103,12 @@ void ApplyGrant(OrderTx& tx, const std::string& node, const v1::RightsGrant& g, 
     row->request_pending_units = 0;
     row->request_at_ms = 0;
   }
-  History(tx, *row, hlc, at_ms, "grant", g.units(), g.seq(), "", g.reason());
+  AddHistory(tx, *row, hlc, at_ms, "grant", g.units(), g.seq(), "", g.reason());
 }
 
 void ApplyRequest(OrderTx& tx, const v1::RightsRequest& q, RightsRow* row, uint64_t hlc,
                   int64_t at_ms) {
-  History(tx, *row, hlc, at_ms, "request_from_node", q.units(), 0, "", q.reason());
+  AddHistory(tx, *row, hlc, at_ms, "request_from_node", q.units(), 0, "", q.reason());
   depot::rights::CentralBook book;
   book.central_rights = row->central_rights;
   book.central_committed = row->central_committed;
@@ -175,7 +160,7 @@ void ApplyLoss(OrderTx& tx, const std::string& node, const v1::RightsLoss& l, Ri
   const bool single = orders.size() == 1 && named.size() + open.size() == 1;
   Raise(tx, "rights_loss", node, row->sku, message, at_ms,
         orders.size() == 1 ? *orders.begin() : "", single ? one_fulfilment : "");
-  History(tx, *row, hlc, at_ms, "loss", excess, 0, absl::StrJoin(l.fulfilment_ids(), ","),
+  AddHistory(tx, *row, hlc, at_ms, "loss", excess, 0, absl::StrJoin(l.fulfilment_ids(), ","),
           StrCat("lost ", l.units_lost(), ", shortfall ", l.shortfall(), ", excess ", excess));
   if (write_off > 0) {
     SendRelease(
@@ -186,6 +171,22 @@ void ApplyLoss(OrderTx& tx, const std::string& node, const v1::RightsLoss& l, Ri
 }
 
 }  // namespace
+
+void AddHistory(OrderTx& tx, const RightsRow& row, uint64_t hlc, int64_t at_ms,
+                const std::string& kind, int64_t units, uint64_t seq, const std::string& reference,
+                const std::string& note) {
+  v1::RightsHistoryEntry h;
+  h.set_site(row.site);
+  h.set_sku(row.sku);
+  h.set_hlc(hlc);
+  h.set_at_ms(at_ms);
+  h.set_kind(kind);
+  h.set_units(units);
+  h.set_seq(seq);
+  h.set_reference(reference);
+  h.set_note(note);
+  tx.AddRightsHistory(h);
+}
 
 void ReleaseToNode(OrderTx& tx, RightsRow* row, int64_t units, const std::string& reason,
                    uint64_t hlc, int64_t at_ms) {
@@ -276,13 +277,13 @@ void ApplyFulfilmentChange(OrderTx& tx, const std::string& node, const std::stri
       Take(tx, row, "rights", &row.central_rights, d.shipped, StrCat("shipping ", fid), at_ms,
            order_id, fid);
       row.consumed_total += d.shipped;
-      History(tx, row, hlc, at_ms, "ship", d.shipped, 0, fid, "");
+      AddHistory(tx, row, hlc, at_ms, "ship", d.shipped, 0, fid, "");
     }
     if (d.shorted > 0) {
       Take(tx, row, "rights", &row.central_rights, d.shorted, StrCat("the short in ", fid), at_ms,
            order_id, fid);
       row.returned_total += d.shorted;
-      History(tx, row, hlc, at_ms, "short_return", d.shorted, 0, fid,
+      AddHistory(tx, row, hlc, at_ms, "short_return", d.shorted, 0, fid,
               "rights back to the node as unassigned");
     }
     if (uncommitted > 0) {
@@ -293,7 +294,7 @@ void ApplyFulfilmentChange(OrderTx& tx, const std::string& node, const std::stri
     }
     const int64_t cancelled = uncommitted - d.shipped - d.shorted;
     if (cancelled > 0) {
-      History(tx, row, hlc, at_ms, "cancel", cancelled, 0, fid,
+      AddHistory(tx, row, hlc, at_ms, "cancel", cancelled, 0, fid,
               after.status() == v1::FULFILMENT_CANCELLED
                   ? "cancelled: commitment dropped, rights stay with central"
                   : "closed with units neither shipped nor shorted: commitment dropped");
@@ -309,7 +310,7 @@ void CommitRelease(OrderTx& tx, const v1::Fulfilment& f, int64_t at_ms, uint64_t
     if (n <= 0) continue;
     RightsRow row = tx.LoadRights(f.site(), sku);
     row.central_committed += n;
-    History(tx, row, hlc, at_ms, "allocate", n, 0, f.fulfilment_id(), "");
+    AddHistory(tx, row, hlc, at_ms, "allocate", n, 0, f.fulfilment_id(), "");
     if (row.Available() < 0) {
       Raise(tx, "rights_conflict", f.site(), sku,
             StrCat(f.fulfilment_id(), " commits ", Units(n), " of ", sku, " at ", f.site(),
@@ -351,7 +352,7 @@ bool AskNodes(OrderTx& tx, const std::map<std::string, int64_t>& missing,
       tx.AppendFeed(site, e);
       row.request_pending_units = ask;
       row.request_at_ms = now_ms;
-      History(tx, row, hlc, now_ms, "request_to_node", ask, 0, order_id, q->reason());
+      AddHistory(tx, row, hlc, now_ms, "request_to_node", ask, 0, order_id, q->reason());
       tx.SaveRights(row, nullptr);
       fed = true;
     }

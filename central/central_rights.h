@@ -84,6 +84,12 @@ bool AskNodes(OrderTx& tx, const std::map<std::string, int64_t>& missing,
               const std::vector<std::string>& candidates, const std::set<std::string>& online,
               const std::string& order_id, int64_t now_ms, uint64_t hlc);
 
+// Appends one history row of `row`'s (site, SKU) (kind: grant, release, allocate, ship,
+// short_return, cancel, ...; seq 0 when the kind has none).
+void AddHistory(OrderTx& tx, const RightsRow& row, uint64_t hlc, int64_t at_ms,
+                const std::string& kind, int64_t units, uint64_t seq, const std::string& reference,
+                const std::string& note);
+
 // ---- Policies (pure)
 
 // The default of a site's kind: store 30 %, warehouse 0 %; floor and refill 0, is_default.

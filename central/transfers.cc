@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "central/central_rights.h"
 #include "spdlog/spdlog.h"
 
 namespace depot::central {
@@ -16,20 +17,6 @@ using absl::StrCat;
 
 std::string Units(int64_t n) { return StrCat(n, n == 1 ? " unit" : " units"); }
 
-void History(OrderTx& tx, const RightsRow& row, uint64_t hlc, int64_t at_ms,
-             const std::string& kind, int64_t units, const std::string& reference,
-             const std::string& note) {
-  v1::RightsHistoryEntry h;
-  h.set_site(row.site);
-  h.set_sku(row.sku);
-  h.set_hlc(hlc);
-  h.set_at_ms(at_ms);
-  h.set_kind(kind);
-  h.set_units(units);
-  h.set_reference(reference);
-  h.set_note(note);
-  tx.AddRightsHistory(h);
-}
 
 void Raise(OrderTx& tx, const std::string& kind, const std::string& node, const std::string& sku,
            const std::string& message, int64_t at_ms) {
@@ -114,17 +101,17 @@ void ApplyTransferEvent(OrderTx& tx, const std::string& node, const v1::Event& e
       if (shipped > 0) {
         Take(tx, row, "central's rights", &row.central_rights, shipped, t.transfer_id(), at_ms);
         row.consumed_total += shipped;
-        History(tx, row, hlc, at_ms, "ship", shipped, t.transfer_id(),
+        rights::AddHistory(tx, row, hlc, at_ms, "ship", shipped, 0, t.transfer_id(),
                 StrCat("transferred to ", t.destination()));
       }
       if (unshipped > 0) {
         Take(tx, row, "central's rights", &row.central_rights, unshipped, t.transfer_id(), at_ms);
         row.returned_total += unshipped;
-        History(tx, row, hlc, at_ms, "short_return", unshipped, t.transfer_id(),
+        rights::AddHistory(tx, row, hlc, at_ms, "short_return", unshipped, 0, t.transfer_id(),
                 "not shipped: rights back to the node as unassigned");
       }
       if (t.status() == v1::TRANSFER_CANCELLED) {
-        History(tx, row, hlc, at_ms, "cancel", l.quantity(), t.transfer_id(),
+        rights::AddHistory(tx, row, hlc, at_ms, "cancel", l.quantity(), 0, t.transfer_id(),
                 "transfer cancelled: commitment dropped, rights stay with central");
       }
       tx.SaveRights(row, nullptr);
@@ -220,7 +207,7 @@ absl::StatusOr<std::pair<v1::Transfer, bool>> TransferService::Create(
               l.quantity(), "; order the transfer at the source to use its local rights"));
         }
         row.central_committed += l.quantity();
-        History(tx, row, hlc, now_ms, "allocate", l.quantity(), id,
+        rights::AddHistory(tx, row, hlc, now_ms, "allocate", l.quantity(), 0, id,
                 StrCat("transfer to ", r.destination()));
         tx.SaveRights(row, nullptr);
       }
