@@ -1,5 +1,5 @@
 // A node::Ledger on a real SQLite file in a fresh temporary directory, with master data from CSV
-// and a manual clock; removed when the test case ends. Shared by the ledger and fulfilment tests.
+// and a manual clock; removed when the test case ends. Shared by the node's unit tests.
 #pragma once
 
 #include <stdlib.h>
@@ -49,6 +49,16 @@ struct LedgerFixture {
     r->set_expiry(expiry);
     for (auto& s : serials) r->add_serials(s);
     return ledger->Apply(ctx, op);
+  }
+  // The ledger's Verify finds no difference (each one is printed when it does).
+  void RequireVerified() {
+    auto v = ledger->Verify();
+    REQUIRE(v.ok());
+    for (const auto& d : v->differences()) {
+      UNSCOPED_INFO(d.what() << " " << d.key() << " stored " << d.stored() << " recomputed "
+                             << d.recomputed());
+    }
+    REQUIRE(v->ok());
   }
   // Closes and reopens the same database (a restart).
   void Reopen() {

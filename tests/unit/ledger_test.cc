@@ -38,15 +38,6 @@ struct Fixture : testing::LedgerFixture {
     return ledger->Apply(ctx, op);
   }
   int64_t OnHand(const std::string& sku) { return ledger->GetAtp(sku)->on_hand(); }
-  void RequireVerified() {
-    auto v = ledger->Verify();
-    REQUIRE(v.ok());
-    for (const auto& d : v->differences()) {
-      UNSCOPED_INFO(d.what() << " " << d.key() << " stored " << d.stored() << " recomputed "
-                             << d.recomputed());
-    }
-    REQUIRE(v->ok());
-  }
 };
 
 }  // namespace

@@ -76,15 +76,6 @@ struct Fixture : testing::LedgerFixture {
     }
     return 0;
   }
-  void RequireVerified() {
-    auto v = ledger->Verify();
-    REQUIRE(v.ok());
-    for (const auto& d : v->differences()) {
-      UNSCOPED_INFO(d.what() << " " << d.key() << " stored " << d.stored() << " recomputed "
-                             << d.recomputed());
-    }
-    REQUIRE(v->ok());
-  }
   void Release(const std::string& id, int64_t q) {
     v1::FeedEntry e;
     e.set_seq(++feed_seq);

@@ -121,15 +121,6 @@ struct Fixture : testing::LedgerFixture {
     }
     return out;
   }
-  void RequireVerified() {
-    auto v = ledger->Verify();
-    REQUIRE(v.ok());
-    for (const auto& d : v->differences()) {
-      UNSCOPED_INFO(d.what() << " " << d.key() << " stored " << d.stored() << " recomputed "
-                             << d.recomputed());
-    }
-    REQUIRE(v->ok());
-  }
 };
 
 }  // namespace
