@@ -16,22 +16,7 @@ namespace {
 
 using absl::StrCat;
 
-class Errors {
- public:
-  void Add(int line, absl::string_view msg) {
-    if (list_.size() < 20) list_.push_back(StrCat("line ", line, ": ", msg));
-    ++count_;
-  }
-  absl::Status Status() const {
-    if (count_ == 0) return absl::OkStatus();
-    return absl::InvalidArgumentError(
-        StrCat("nothing imported: ", absl::StrJoin(list_, "; "), count_ > 20 ? " (and more)" : ""));
-  }
-
- private:
-  std::vector<std::string> list_;
-  size_t count_ = 0;
-};
+using Errors = csv::ImportErrors;
 
 bool ParseBool(const std::string& v, bool* out) {
   if (v.empty() || v == "0" || v == "false" || v == "no" || v == "n") {

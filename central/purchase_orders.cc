@@ -17,23 +17,7 @@ namespace {
 
 using absl::StrCat;
 
-class Errors {
- public:
-  void Add(int line, absl::string_view msg) {
-    if (list_.size() < 20) list_.push_back(StrCat("line ", line, ": ", msg));
-    ++count_;
-  }
-  bool empty() const { return count_ == 0; }
-  absl::Status Status() const {
-    if (count_ == 0) return absl::OkStatus();
-    return absl::InvalidArgumentError(StrCat("nothing imported: ", absl::StrJoin(list_, "; "),
-                                             count_ > 20 ? " (and more)" : ""));
-  }
-
- private:
-  std::vector<std::string> list_;
-  size_t count_ = 0;
-};
+using Errors = csv::ImportErrors;
 
 bool SiteExists(OrderTx& tx, const std::string& site) {
   for (const auto& s : tx.Sites()) {

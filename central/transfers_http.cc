@@ -1,28 +1,12 @@
 #include "central/transfers_http.h"
 
-#include <cctype>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/json.h"
+#include "common/transfer_status.h"
 #include "common/request_context.h"
 
 namespace depot::central {
-namespace {
-
-// "TRANSFER_SHIPPED", "shipped" or "in_transit"; "" = all.
-bool ParseStatus(const std::string& text, v1::TransferStatus* out) {
-  *out = v1::TRANSFER_STATUS_UNSPECIFIED;
-  if (text.empty()) return true;
-  std::string upper;
-  for (char c : text) upper.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
-  if (upper == "IN_TRANSIT" || upper == "IN-TRANSIT") upper = "SHIPPED";
-  if (v1::TransferStatus_Parse(upper, out) && *out != v1::TRANSFER_STATUS_UNSPECIFIED) return true;
-  return v1::TransferStatus_Parse("TRANSFER_" + upper, out) &&
-         *out != v1::TRANSFER_STATUS_UNSPECIFIED;
-}
-
-}  // namespace
 
 bool HandleTransfersHttp(TransferService* service, http::Request& req, http::Responder& respond,
                          http::Worker* reads, http::Worker* writes, metrics::Registry* registry) {
@@ -84,7 +68,7 @@ bool HandleTransfersHttp(TransferService* service, http::Request& req, http::Res
     v1::ListTransfersRequest q;
     v1::TransferStatus status;
     const std::string text = req.Query("status").value_or("");
-    if (!ParseStatus(text, &status)) {
+    if (!::depot::transfers::ParseTransferStatus(text, &status)) {
       return bad(absl::StrCat("status '", text,
                               "' is not a transfer status (requested, shipped or in_transit, "
                               "received, received_with_variance, cancelled)"));

@@ -110,4 +110,15 @@ std::string Table::Get(const Row& row, const std::string& column) const {
   return std::string(absl::StripAsciiWhitespace(row.fields[it->second]));
 }
 
+void ImportErrors::Add(int line, absl::string_view message) {
+  if (list_.size() < 20) list_.push_back(absl::StrCat("line ", line, ": ", message));
+  ++count_;
+}
+
+absl::Status ImportErrors::Status() const {
+  if (count_ == 0) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "nothing imported: ", absl::StrJoin(list_, "; "), count_ > 20 ? " (and more)" : ""));
+}
+
 }  // namespace depot::csv

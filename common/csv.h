@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace depot::csv {
 
@@ -39,6 +40,20 @@ class Table {
  private:
   std::map<std::string, size_t> columns_;
   std::vector<Row> rows_;
+};
+
+// The row errors of an all-or-nothing import: Add(line, message) for each bad row; Status() is
+// OK when there was none, else one InvalidArgument "nothing imported: line 3: ...; line 7: ..."
+// naming the first 20 (and saying when there were more).
+class ImportErrors {
+ public:
+  void Add(int line, absl::string_view message);
+  bool empty() const { return count_ == 0; }
+  absl::Status Status() const;
+
+ private:
+  std::vector<std::string> list_;
+  size_t count_ = 0;
 };
 
 }  // namespace depot::csv

@@ -34,12 +34,8 @@ absl::StatusOr<int64_t> ParseInt(const std::string& v, int64_t min) {
 }
 
 // Collects row errors and checks the key column: present, a valid code, not repeated.
-class Errors {
+class Errors : public csv::ImportErrors {
  public:
-  void Add(int line, absl::string_view msg) {
-    if (list_.size() < 20) list_.push_back(StrCat("line ", line, ": ", msg));
-    ++count_;
-  }
   bool Key(const Row& row, const std::string& what, const std::string& key) {
     if (auto s = CheckCode(what, key); !s.ok()) {
       Add(row.line, s.message());
@@ -51,15 +47,8 @@ class Errors {
     }
     return true;
   }
-  absl::Status Status() const {
-    if (count_ == 0) return absl::OkStatus();
-    return absl::InvalidArgumentError(StrCat("nothing imported: ", absl::StrJoin(list_, "; "),
-                                             count_ > 20 ? " (and more)" : ""));
-  }
 
  private:
-  std::vector<std::string> list_;
-  size_t count_ = 0;
   std::map<std::string, int> seen_;
 };
 

@@ -1,26 +1,15 @@
 #include "node/transfers_http.h"
 
-#include <cctype>
-
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "common/http_json.h"
 #include "common/json.h"
 #include "common/request_context.h"
+#include "common/transfer_status.h"
 #include "node/http_route.h"
 
 namespace depot::node {
 
-bool ParseTransferStatus(const std::string& text, v1::TransferStatus* out) {
-  *out = v1::TRANSFER_STATUS_UNSPECIFIED;
-  if (text.empty()) return true;
-  std::string upper;
-  for (char c : text) upper.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(c))));
-  if (upper == "IN_TRANSIT" || upper == "IN-TRANSIT") upper = "SHIPPED";
-  if (v1::TransferStatus_Parse(upper, out) && *out != v1::TRANSFER_STATUS_UNSPECIFIED) return true;
-  return v1::TransferStatus_Parse("TRANSFER_" + upper, out) &&
-         *out != v1::TRANSFER_STATUS_UNSPECIFIED;
-}
 
 bool HandleTransfersHttp(Ledger* ledger, GroupCommitter* committer, SyncClient* client,
                          metrics::Registry* registry, http::Request& req,
@@ -48,7 +37,7 @@ bool HandleTransfersHttp(Ledger* ledger, GroupCommitter* committer, SyncClient* 
     v1::ListTransfersRequest q;
     v1::TransferStatus status;
     const std::string text = req.Query("status").value_or("");
-    if (!ParseTransferStatus(text, &status)) {
+    if (!::depot::transfers::ParseTransferStatus(text, &status)) {
       return r.Bad(absl::StrCat("status '", text,
                                 "' is not a transfer status (requested, shipped or in_transit, "
                                 "received, received_with_variance, cancelled)"));

@@ -31,7 +31,4 @@ bool HandleTransfersHttp(Ledger* ledger, GroupCommitter* committer, SyncClient* 
                          metrics::Registry* registry, http::Request& req,
                          http::Responder& respond);
 
-// "TRANSFER_SHIPPED", "shipped" or "in_transit" (also "received_with_variance", ...); "" = all.
-bool ParseTransferStatus(const std::string& text, v1::TransferStatus* out);
-
 }  // namespace depot::node
