@@ -27,6 +27,28 @@
 namespace depot::central {
 namespace {
 
+// Parses the BLOB in `column` of q's current row into msg; false when it does not parse.
+bool ParseBlob(SQLite::Statement& q, int column, google::protobuf::MessageLite* msg) {
+  auto col = q.getColumn(column);
+  return msg->ParseFromArray(col.getBlob(), col.getBytes());
+}
+
+// Every remaining row of q, its BLOB in `column` parsed as an M; DataLoss(corrupt) when one does
+// not parse. Resets q.
+template <class M>
+absl::StatusOr<std::vector<M>> ReadMessages(SQLite::Statement& q, const char* corrupt,
+                                            int column = 0) {
+  std::vector<M> out;
+  while (q.executeStep()) {
+    if (!ParseBlob(q, column, &out.emplace_back())) {
+      q.reset();
+      return absl::DataLossError(corrupt);
+    }
+  }
+  q.reset();
+  return out;
+}
+
 using absl::StrCat;
 
 constexpr db::Migration kMigrations[] = {
@@ -258,8 +280,7 @@ class SqliteStore : public CentralStore, public OrderStore {
         Deltas deltas;
         while (lost.executeStep()) {
           v1::Event e;
-          auto col = lost.getColumn(2);
-          if (!e.ParseFromArray(col.getBlob(), col.getBytes())) {
+          if (!ParseBlob(lost, 2, &e)) {
             return absl::DataLossError("corrupt event in central's log");
           }
           // Every lost event leaves the node's chain (the digest), but only stock movements are
@@ -360,18 +381,7 @@ class SqliteStore : public CentralStore, public OrderStore {
       q.bind(1, node_id);
       q.bind(2, static_cast<int64_t>(after));
       q.bind(3, static_cast<int64_t>(limit));
-      std::vector<v1::FeedEntry> out;
-      while (q.executeStep()) {
-        auto col = q.getColumn(0);
-        v1::FeedEntry e;
-        if (!e.ParseFromArray(col.getBlob(), col.getBytes())) {
-          q.reset();
-          return absl::DataLossError("corrupt feed entry");
-        }
-        out.push_back(std::move(e));
-      }
-      q.reset();
-      return out;
+      return ReadMessages<v1::FeedEntry>(q, "corrupt feed entry", 0);
     });
   }
 
@@ -686,9 +696,8 @@ class SqliteStore : public CentralStore, public OrderStore {
         q.reset();
         return absl::NotFoundError(StrCat("unknown order '", order_id, "'"));
       }
-      auto col = q.getColumn(0);
       v1::Order o;
-      const bool ok = o.ParseFromArray(col.getBlob(), col.getBytes());
+      const bool ok = ParseBlob(q, 0, &o);
       q.reset();
       if (!ok) return absl::DataLossError(StrCat("corrupt order row ", order_id));
       return o;
@@ -714,8 +723,7 @@ class SqliteStore : public CentralStore, public OrderStore {
       q.bind(":limit", static_cast<int64_t>(r.limit()));
       v1::ListOrdersResponse out;
       while (q.executeStep()) {
-        auto col = q.getColumn(0);
-        if (!out.add_orders()->ParseFromArray(col.getBlob(), col.getBytes())) {
+        if (!ParseBlob(q, 0, out.add_orders())) {
           q.reset();
           return absl::DataLossError("corrupt order row");
         }
@@ -928,18 +936,7 @@ class SqliteStore : public CentralStore, public OrderStore {
       q.bind(1, static_cast<int>(status));
       q.bind(2, site);
       q.bind(3, limit == 0 ? int64_t{-1} : int64_t{limit});
-      std::vector<v1::Transfer> out;
-      while (q.executeStep()) {
-        auto col = q.getColumn(0);
-        v1::Transfer t;
-        if (!t.ParseFromArray(col.getBlob(), col.getBytes())) {
-          q.reset();
-          return absl::DataLossError("corrupt transfer row");
-        }
-        out.push_back(std::move(t));
-      }
-      q.reset();
-      return out;
+      return ReadMessages<v1::Transfer>(q, "corrupt transfer row", 0);
     });
   }
 
@@ -988,9 +985,8 @@ class SqliteStore : public CentralStore, public OrderStore {
             "SELECT body FROM orders WHERE order_id IN (SELECT order_id FROM fulfilments "
             "WHERE status NOT IN (6, 7, 8))");  // shipped, delivered, cancelled
         while (q.executeStep()) {
-          auto col = q.getColumn(0);
           v1::Order o;
-          if (!o.ParseFromArray(col.getBlob(), col.getBytes())) {
+          if (!ParseBlob(q, 0, &o)) {
             q.reset();
             return absl::DataLossError("corrupt order row");
           }
@@ -1011,9 +1007,8 @@ class SqliteStore : public CentralStore, public OrderStore {
         auto& q = r.Stmt(
             "SELECT body FROM transfers WHERE origin = 'central' AND status = 1");  // requested
         while (q.executeStep()) {
-          auto col = q.getColumn(0);
           v1::Transfer t;
-          if (!t.ParseFromArray(col.getBlob(), col.getBytes())) {
+          if (!ParseBlob(q, 0, &t)) {
             q.reset();
             return absl::DataLossError("corrupt transfer row");
           }
@@ -1453,9 +1448,8 @@ class SqliteStore : public CentralStore, public OrderStore {
       q.bind(1, id);
       std::optional<v1::Return> out;
       if (q.executeStep()) {
-        auto col = q.getColumn(0);
         out.emplace();
-        if (!out->ParseFromArray(col.getBlob(), col.getBytes())) out.reset();
+        if (!ParseBlob(q, 0, &*out)) out.reset();
       }
       q.reset();
       return out;
@@ -1492,8 +1486,7 @@ class SqliteStore : public CentralStore, public OrderStore {
       q.bind(4, limit == 0 ? int64_t{-1} : static_cast<int64_t>(limit));
       std::vector<v1::Return> out;
       while (q.executeStep()) {
-        auto col = q.getColumn(0);
-        if (!out.emplace_back().ParseFromArray(col.getBlob(), col.getBytes())) out.pop_back();
+        if (!ParseBlob(q, 0, &out.emplace_back())) out.pop_back();
       }
       q.reset();
       return out;
@@ -1575,9 +1568,8 @@ class SqliteStore : public CentralStore, public OrderStore {
     q.bind(1, key);
     std::optional<v1::Transfer> out;
     if (q.executeStep()) {
-      auto col = q.getColumn(0);
       v1::Transfer t;
-      if (!t.ParseFromArray(col.getBlob(), col.getBytes())) {
+      if (!ParseBlob(q, 0, &t)) {
         q.reset();
         throw std::runtime_error("corrupt transfer row " + key);
       }
@@ -1638,9 +1630,8 @@ class SqliteStore : public CentralStore, public OrderStore {
       q.reset();
       return std::nullopt;
     }
-    auto col = q.getColumn(0);
     v1::Order o;
-    const bool ok = o.ParseFromArray(col.getBlob(), col.getBytes());
+    const bool ok = ParseBlob(q, 0, &o);
     q.reset();
     if (!ok) throw std::runtime_error(StrCat("corrupt order row ", order_id));
     return o;
@@ -2241,9 +2232,8 @@ class SqliteStore : public CentralStore, public OrderStore {
       q.bind(1, po_id);
       std::optional<v1::PurchaseOrder> out;
       if (q.executeStep()) {
-        auto col = q.getColumn(0);
         out.emplace();
-        if (!out->ParseFromArray(col.getBlob(), col.getBytes())) {
+        if (!ParseBlob(q, 0, &*out)) {
           q.reset();
           throw std::runtime_error(StrCat("corrupt purchase order '", po_id, "'"));
         }
@@ -2270,9 +2260,8 @@ class SqliteStore : public CentralStore, public OrderStore {
       q.bind(1, id);
       std::optional<v1::Supplier> out;
       if (q.executeStep()) {
-        auto col = q.getColumn(0);
         out.emplace();
-        out->ParseFromArray(col.getBlob(), col.getBytes());
+        ParseBlob(q, 0, &*out);
       }
       q.reset();
       return out;
@@ -2314,9 +2303,8 @@ class SqliteStore : public CentralStore, public OrderStore {
           q.reset();
           return absl::NotFoundError(StrCat("unknown purchase order '", po_id, "'"));
         }
-        auto col = q.getColumn(0);
         v1::PurchaseOrder po;
-        const bool ok = po.ParseFromArray(col.getBlob(), col.getBytes());
+        const bool ok = ParseBlob(q, 0, &po);
         q.reset();
         if (!ok) return absl::DataLossError(StrCat("corrupt purchase order '", po_id, "'"));
         return po;
@@ -2338,8 +2326,7 @@ class SqliteStore : public CentralStore, public OrderStore {
         q.bind(5, static_cast<int64_t>(limit));
         v1::ListPurchaseOrdersResponse out;
         while (q.executeStep()) {
-          auto col = q.getColumn(0);
-          if (!out.add_purchase_orders()->ParseFromArray(col.getBlob(), col.getBytes())) {
+          if (!ParseBlob(q, 0, out.add_purchase_orders())) {
             q.reset();
             return absl::DataLossError("corrupt purchase order row");
           }
@@ -2353,8 +2340,7 @@ class SqliteStore : public CentralStore, public OrderStore {
         auto& q = r.Stmt("SELECT body FROM suppliers ORDER BY id");
         v1::ListSuppliersResponse out;
         while (q.executeStep()) {
-          auto col = q.getColumn(0);
-          out.add_suppliers()->ParseFromArray(col.getBlob(), col.getBytes());
+          ParseBlob(q, 0, out.add_suppliers());
         }
         q.reset();
         return out;
